@@ -1,0 +1,116 @@
+"""Aggregation across P workers (semantics section 9).
+
+Every worker receives all P messages and computes, per segment, in float32::
+
+    acc <- +0.0 everywhere
+    for w = 0 .. P-1 (rank order):  acc[i] <- acc[i] + q_{w,i}   for each sent i
+    g_hat <- acc / float32(P)
+
+Adding in rank order makes g_hat bit-identical on every worker and in any
+single-process simulation of the P workers. (Elements a worker did not send count as
++0.0; adding +0.0 never changes acc, which can never be -0.0, so skipping them is exact.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from vgc_ref.encoding import decode_message
+from vgc_ref.errors import FormatError, InputError, SegmentMismatchError
+from vgc_ref.packet import Packet, packet_entries
+from vgc_ref.state import check_vector
+
+
+def _check_layout(packet_lists: Sequence[Sequence[Packet]], sizes: Sequence[int]) -> None:
+    """Every rank must send each segment id 0 .. len(sizes)-1 exactly once, with its n."""
+    for rank, packets in enumerate(packet_lists):
+        ids = sorted(p.segment_id for p in packets)
+        if ids != list(range(len(sizes))):
+            raise SegmentMismatchError(
+                f"rank {rank}: segment ids {ids[:8]}{'...' if len(ids) > 8 else ''} "
+                f"differ from the expected 0 .. {len(sizes) - 1}"
+            )
+        for p in packets:
+            if p.n != sizes[p.segment_id]:
+                raise SegmentMismatchError(
+                    f"rank {rank}: segment {p.segment_id} has n = {p.n}, expected {sizes[p.segment_id]}"
+                )
+
+
+def _check_out(out: Sequence[np.ndarray] | None, sizes: Sequence[int]) -> None:
+    if out is None:
+        return
+    if len(out) != len(sizes):
+        raise InputError("out", f"{len(out)} arrays", f"must hold one array per segment ({len(sizes)})")
+    for j, (buf, n) in enumerate(zip(out, sizes)):
+        check_vector(f"out[{j}]", buf, n)
+        if not buf.flags.writeable:
+            raise InputError(f"out[{j}]", "a read-only array", "must be writeable")
+
+
+def aggregate_packets(
+    packet_lists: Sequence[Sequence[Packet]],
+    sizes: Sequence[int],
+    out: Sequence[np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """Rank-ordered mean of P workers' packets, segment by segment.
+
+    Parameters
+    ----------
+    packet_lists : sequence of P sequences of Packet
+        ``packet_lists[w]`` is worker w's packets (any codec), one per segment id
+        0 .. S-1, in any order.
+    sizes : sequence of int
+        n of each segment id 0 .. S-1.
+    out : sequence of S float32 arrays, optional
+        Where to write g_hat; checked before anything is written.
+
+    Returns
+    -------
+    list of S float32 arrays
+        g_hat per segment (``out`` itself when given).
+    """
+    n_ranks = len(packet_lists)
+    if n_ranks == 0:
+        raise InputError("packet_lists", "0 ranks", "needs at least one worker's packets")
+    sizes = [int(n) for n in sizes]
+    _check_layout(packet_lists, sizes)
+    _check_out(out, sizes)
+
+    acc = [np.zeros(n, np.float32) for n in sizes]  # +0.0 everywhere
+    for packets in packet_lists:  # rank order
+        for p in packets:
+            index, value = packet_entries(p)  # int64[count] (unique), float32[count]
+            a = acc[p.segment_id]
+            a[index] = a[index] + value
+    p32 = np.float32(n_ranks)
+    g_hat = [a / p32 for a in acc]
+    if out is None:
+        return g_hat
+    for buf, g in zip(out, g_hat):
+        buf[...] = g
+    return list(out)
+
+
+def decode_accumulate(
+    messages: Sequence[bytes],
+    sizes: Sequence[int],
+    out: Sequence[np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """Decode P workers' messages (rank order) and return the rank-ordered mean g_hat.
+
+    Every message is decoded and checked against the segment layout before anything
+    is written. A :class:`~vgc_ref.errors.FormatError` gets the attribute ``rank`` and
+    names the rank in its message.
+    """
+    packet_lists = []
+    for rank, message in enumerate(messages):
+        try:
+            packet_lists.append(decode_message(message))
+        except FormatError as err:
+            wrapped = FormatError(err.field, err.offset, f"{err.reason} (message of rank {rank})")
+            wrapped.rank = rank
+            raise wrapped from err
+    return aggregate_packets(packet_lists, sizes, out)

@@ -1,0 +1,160 @@
+"""The send criterion and the residual update: one step on one segment.
+
+This is the NumPy reference of semantics sections 4, 5 and 7. Each function validates
+every input first and raises before touching the state; then it computes the new r and
+v in fresh arrays and writes them into the state at the very end.
+
+VGC step, per element i, all float32, no fused multiply-add::
+
+    1. r_i <- r_i + g_i ;  v_i <- v_i + s_i
+    2. candidate_i  <=>  r_i * r_i > alpha * v_i  and  |r_i| >= tau
+    3. e_i = rounded exponent of |r_i| (quantize.rounded_exponent); zero and subnormal
+       r_i are not sendable
+    4. E = max e_i over sendable candidates (0 when there is none); k_i = E - e_i;
+       k_i > 15 is not sendable
+    5. sent:     q_i = sign(r_i) * 2^(e_i - 127); v_i <- 0;
+                 r_i <- r_i - q_i ("feedback", exact) or r_i <- 0 ("reset")
+       not sent: v_i <- zeta * v_i
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vgc_ref import quantize
+from vgc_ref.errors import AccumulatorOverflowError, NegativeVarianceError, NonFiniteError
+from vgc_ref.packet import Codec, Packet
+from vgc_ref.params import StromParams, VGCParams
+from vgc_ref.state import SegmentState, check_segment_id, check_vector
+
+
+def _first(mask: np.ndarray) -> int:
+    """Index of the first True in a boolean array (which has one)."""
+    return int(np.argmax(mask))
+
+
+def check_finite(name: str, x: np.ndarray, segment: int) -> None:
+    """Raise NonFiniteError naming the segment and the first NaN or infinity in ``x``."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        i = _first(bad)
+        raise NonFiniteError(name, segment, i, float(x[i]))
+
+
+def accumulate(
+    state: SegmentState, g: np.ndarray, s: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate one step's inputs and return step 1's new (r, v) without touching the state.
+
+    ``s`` is None for the Strom step, which keeps no variance. Raises
+    :class:`~vgc_ref.errors.InputError` for a wrong type, dtype or length,
+    :class:`~vgc_ref.errors.NonFiniteError` for NaN or infinity in g or s,
+    :class:`~vgc_ref.errors.NegativeVarianceError` for s < 0 and
+    :class:`~vgc_ref.errors.AccumulatorOverflowError` when r + g or v + s overflows.
+    """
+    seg = state.segment_id
+    check_vector("g", g, state.n)
+    check_finite("g", g, seg)
+    if s is not None:
+        check_vector("s", s, state.n)
+        check_finite("s", s, seg)
+        negative = s < 0
+        if negative.any():
+            i = _first(negative)
+            raise NegativeVarianceError(seg, i, float(s[i]))
+
+    with np.errstate(over="ignore"):  # overflow is detected right below
+        r = state.r + g  # float32[n], one rounded add per element
+        v = None if s is None else state.v + s  # float32[n]
+    if not np.isfinite(r).all():
+        i = _first(~np.isfinite(r))
+        raise AccumulatorOverflowError("r + g", seg, i, float(state.r[i]))
+    if v is not None and not np.isfinite(v).all():
+        i = _first(~np.isfinite(v))
+        raise AccumulatorOverflowError("v + s", seg, i, float(state.v[i]))
+    return r, v
+
+
+def vgc_step(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParams) -> Packet:
+    """One VGC step on one segment: update ``state`` in place and return its packet.
+
+    Parameters
+    ----------
+    state : SegmentState
+        r and v of the segment, float32[n]; updated in place (only if no error is raised).
+    g : numpy.ndarray
+        float32[n] mini-batch gradient of the mean loss.
+    s : numpy.ndarray
+        float32[n] variance term (1/B^2) sum_z grad(l_z)^2, >= 0.
+    params : VGCParams
+        alpha, zeta, tau (tau > 0 gives the hybrid) and the residual mode.
+
+    Returns
+    -------
+    Packet
+        Codec VGC_Q4, param E, one word per sent element in increasing index order.
+    """
+    if not isinstance(params, VGCParams):
+        raise TypeError(f"params must be VGCParams, not {type(params).__name__}")
+    # 1. Accumulate (validates everything; the state is untouched until the end).
+    r, v = accumulate(state, g, s)
+
+    # 2. Candidates: separately rounded float32 products, strict comparison.
+    with np.errstate(over="ignore", under="ignore"):  # r*r may overflow to inf: it then compares greater
+        candidate = (r * r > params.alpha32 * v) & (np.abs(r) >= params.tau32)
+
+    # 3. Rounded exponents; zeros and subnormals cannot be sent.
+    e, normal = quantize.rounded_exponent(r)  # uint32[n], bool[n]
+    sendable = candidate & normal
+
+    # 4. The segment's largest exponent E, and k = E - e within the 4-bit code.
+    E = int(e[sendable].max()) if sendable.any() else 0
+    send = sendable & (e + quantize.MAX_K >= E)  # k_i = E - e_i <= 15
+    index = np.flatnonzero(send)  # int64[count], increasing
+    sign = quantize.sign_bits(r[index])  # uint32[count]
+    k = np.uint32(E) - e[index]  # uint32[count]
+    words = quantize.pack_vgc_words(index, sign, k)
+
+    # 5. Residual and variance update.
+    q = quantize.power_of_two(sign, e[index])  # float32[count]
+    if params.residual == "feedback":
+        r[index] = r[index] - q  # exact: q/2 <= |r_i| <= 2q
+    else:
+        r[index] = 0
+    held = ~send
+    v[held] = params.zeta32 * v[held]
+    v[index] = 0
+
+    state.r[...] = r
+    state.v[...] = v
+    return Packet(state.segment_id, state.n, Codec.VGC_Q4, E, words)
+
+
+def strom_step(state: SegmentState, g: np.ndarray, params: StromParams) -> Packet:
+    """One step of Strom's threshold baseline on one segment (semantics section 7).
+
+    ``r <- r + g``; element i is sent when ``|r_i| >= tau``, as ``q_i = sign(r_i) * tau``,
+    and ``r_i <- r_i - q_i`` (a rounded float32 subtraction). ``state.v`` is not used.
+
+    Returns
+    -------
+    Packet
+        Codec STROM, param the bits of float32 tau, words ``index << 1 | sign``.
+    """
+    if not isinstance(params, StromParams):
+        raise TypeError(f"params must be StromParams, not {type(params).__name__}")
+    r, _ = accumulate(state, g, None)
+    index = np.flatnonzero(np.abs(r) >= params.tau32)  # int64[count], increasing
+    sign = quantize.sign_bits(r[index])  # uint32[count]
+    r[index] = r[index] - quantize.strom_values(params.tau32, sign)
+    state.r[...] = r
+    tau_bits = int(params.tau32.view(np.uint32))
+    return Packet(state.segment_id, state.n, Codec.STROM, tau_bits, quantize.pack_strom_words(index, sign))
+
+
+def dense_packet(segment_id: int, g: np.ndarray) -> Packet:
+    """The uncompressed baseline's packet: all n float32 values of g (finite)."""
+    segment_id = check_segment_id(segment_id)
+    check_vector("g", g)
+    check_finite("g", g, segment_id)
+    return Packet(segment_id, g.shape[0], Codec.DENSE, 0, g.view(np.uint32).copy())
