@@ -74,3 +74,24 @@ def slow_aggregate(values_per_rank, n):
             acc[i] = np.float32(acc[i] + np.float32(q))
     p = np.float32(len(values_per_rank))
     return np.array([np.float32(a / p) for a in acc], np.float32)
+
+
+def slow_topk_step(r, g, count):
+    """Top-k with error feedback, quantized as VGC: return (new r, E, words)."""
+    r = [np.float32(np.float32(a) + np.float32(b)) for a, b in zip(r, g)]
+    n = len(r)
+    chosen = sorted(range(n), key=lambda i: (-abs(float(r[i])), i))[:count]
+    e = {}
+    for i in chosen:
+        b = bits_of(abs(r[i]))
+        ef, mf = (b >> 23) & 0xFF, b & 0x7FFFFF
+        if ef != 0:
+            e[i] = min(ef + 1 if mf >= 0x3504F3 else ef, 254)
+    E = max(e.values(), default=0)
+    words = []
+    for i in sorted(e):
+        if E - e[i] <= 15:
+            sign = bits_of(r[i]) >> 31
+            words.append((i << 5) | (sign << 4) | (E - e[i]))
+            r[i] = np.float32(r[i] - float_of((sign << 31) | (e[i] << 23)))
+    return np.array(r, np.float32), E, np.array(words, np.uint32)

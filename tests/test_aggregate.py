@@ -28,13 +28,13 @@ def worker_steps(draw):
     """label: sizes, P, method, per-rank gradients (two steps)."""
     sizes = draw(st.lists(st.integers(0, 12), min_size=1, max_size=3), label="sizes")
     n_ranks = draw(st.integers(1, 5), label="P")
-    method = draw(st.sampled_from(["none", "vgc", "strom", "hybrid"]), label="method")
+    method = draw(st.sampled_from(["none", "vgc", "strom", "hybrid", "topk"]), label="method")
     grads = [[[draw(vectors(n, -1e6, 1e6)) for n in sizes] for _rank in range(n_ranks)] for _step in range(2)]
     return sizes, n_ranks, method, grads
 
 
 def compressors_for(sizes, n_ranks, method):
-    kw = {"tau": 0.5} if method in ("strom", "hybrid") else {}
+    kw = {"tau": 0.5} if method in ("strom", "hybrid") else {"fraction": 0.3} if method == "topk" else {}
     return [Compressor(sizes, method, alpha=1.0, **kw) for _ in range(n_ranks)]
 
 

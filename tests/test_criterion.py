@@ -6,21 +6,24 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from slow_reference import slow_strom_step, slow_vgc_step
+from slow_reference import slow_strom_step, slow_topk_step, slow_vgc_step
 from strategies import dyadic_vectors, hyperparameters, vectors
 
 from vgc_ref import (
     AccumulatorOverflowError,
     Codec,
+    HyperparameterError,
     InputError,
     NegativeVarianceError,
     NonFiniteError,
     SegmentState,
     StromParams,
+    TopKParams,
     VGCParams,
     dense_packet,
     packet_entries,
     strom_step,
+    topk_step,
     vgc_step,
 )
 
@@ -309,3 +312,40 @@ def test_dense_packet_carries_every_value_and_rejects_nan():
     with pytest.raises(NonFiniteError) as info:
         dense_packet(3, np.array([0.0, np.nan], f32))
     assert info.value.segment == 3 and info.value.index == 1
+
+
+# -- top-k baseline ---------------------------------------------------------------------
+
+
+@given(st.data())
+def test_topk_step_equals_transcription(data):
+    """Top-k state, E and words equal the transcription; at most count(n) words."""
+    n = data.draw(st.integers(0, 40), label="n")
+    r = data.draw(vectors(n, -(2.0**100), 2.0**100), label="r")
+    g = data.draw(vectors(n, -(2.0**100), 2.0**100), label="g")
+    fraction = data.draw(st.sampled_from([0.01, 0.1, 0.5, 1.0]), label="fraction")
+    params = TopKParams(fraction)
+    want_r, want_E, want_words = slow_topk_step(r, g, params.count(n))
+    state = state_of(r, np.zeros(n))
+    packet = topk_step(state, g, params)
+    assert packet.codec == Codec.VGC_Q4 and packet.E == want_E
+    np.testing.assert_array_equal(packet.words, want_words)
+    assert state.r.tobytes() == want_r.tobytes()
+    assert packet.count <= params.count(n)
+
+
+def test_topk_picks_the_largest_and_breaks_ties_by_index():
+    g = np.array([0.5, -4.0, 1.0, 4.0, 0.25], f32)
+    state = SegmentState.zeros(5)
+    packet = topk_step(state, g, TopKParams(0.4))  # ceil(0.4 * 5) = 2 elements
+    index, q = packet_entries(packet)
+    assert index.tolist() == [1, 3] and q.tolist() == [-4.0, 4.0]
+    state = SegmentState.zeros(5)
+    index, _ = packet_entries(topk_step(state, np.ones(5, f32), TopKParams(0.4)))
+    assert index.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5, float("nan"), True])
+def test_topk_fraction_is_validated(fraction):
+    with pytest.raises(HyperparameterError):
+        TopKParams(fraction)

@@ -103,7 +103,14 @@ def test_split_segments_views_share_memory_and_default_limit_is_2_pow_27():
 
 @pytest.mark.parametrize(
     ("method", "kwargs"),
-    [("vgc", {"tau": 0.1}), ("strom", {}), ("hybrid", {"tau": 0.0}), ("topk", {}), ("vgc", {"zeta": 2.0})],
+    [
+        ("vgc", {"tau": 0.1}),
+        ("strom", {}),
+        ("hybrid", {"tau": 0.0}),
+        ("topk", {"fraction": 0.0}),
+        ("dgc", {}),
+        ("vgc", {"zeta": 2.0}),
+    ],
 )
 def test_compressor_rejects_bad_configuration(method, kwargs):
     with pytest.raises(HyperparameterError):

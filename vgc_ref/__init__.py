@@ -18,7 +18,7 @@ The method in three parts, one module each:
 
 from vgc_ref.aggregate import aggregate_packets, decode_accumulate
 from vgc_ref.compressor import METHODS, Compressor
-from vgc_ref.criterion import dense_packet, strom_step, vgc_step
+from vgc_ref.criterion import dense_packet, strom_step, topk_step, vgc_step
 from vgc_ref.encoding import decode_message, encode_message, message_length, validate_packet
 from vgc_ref.errors import (
     AccumulatorOverflowError,
@@ -31,7 +31,7 @@ from vgc_ref.errors import (
     VGCError,
 )
 from vgc_ref.packet import MAX_SEGMENT_LEN, Codec, Packet, packet_entries
-from vgc_ref.params import StromParams, VGCParams
+from vgc_ref.params import StromParams, TopKParams, VGCParams
 from vgc_ref.state import SegmentState, segment_bounds, split_segments
 from vgc_ref.variance import dense_grad_var, per_sample_dense_grad_var
 
@@ -52,6 +52,7 @@ __all__ = [
     "SegmentMismatchError",
     "SegmentState",
     "StromParams",
+    "TopKParams",
     "VGCError",
     "VGCParams",
     "aggregate_packets",
@@ -66,6 +67,7 @@ __all__ = [
     "segment_bounds",
     "split_segments",
     "strom_step",
+    "topk_step",
     "validate_packet",
     "vgc_step",
 ]

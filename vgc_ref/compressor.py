@@ -6,7 +6,9 @@ the whole step's inputs before any segment's state changes, and returns the pack
 (or the encoded message) of the step.
 
 Methods: ``none`` (dense float32, the uncompressed baseline), ``vgc`` (alpha, zeta),
-``strom`` (tau) and ``hybrid`` (VGC's criterion with tau > 0).
+``strom`` (tau), ``hybrid`` (VGC's criterion with tau > 0) and ``topk`` (the largest
+fraction of |r| per segment, quantized like VGC; a baseline in the style of Deep
+Gradient Compression, always run by the NumPy reference).
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from vgc_ref.backends import Backend, get_backend
-from vgc_ref.criterion import check_finite, dense_packet
+from vgc_ref.criterion import accumulate, check_finite, dense_packet, topk_step
 from vgc_ref.encoding import encode_message
 from vgc_ref.errors import HyperparameterError, InputError
 from vgc_ref.packet import Packet
-from vgc_ref.params import StromParams, VGCParams
+from vgc_ref.params import StromParams, TopKParams, VGCParams
 from vgc_ref.state import SegmentState, check_vector
 
-METHODS = ("none", "vgc", "strom", "hybrid")
+METHODS = ("none", "vgc", "strom", "hybrid", "topk")
 
 
 class Compressor:
@@ -39,6 +41,8 @@ class Compressor:
         VGC hyperparameters (vgc, hybrid); see :class:`~vgc_ref.params.VGCParams`.
     tau : float
         Threshold: required > 0 for strom and hybrid, must be 0 for vgc.
+    fraction : float
+        Share of each segment sent by topk (0 < fraction <= 1).
     backend : str or Backend, optional
         Which implementation runs the steps (see :mod:`vgc_ref.backends`); default
         $VGC_BACKEND or "numpy". Every backend gives the same bytes.
@@ -53,6 +57,7 @@ class Compressor:
         zeta: float = 0.999,
         tau: float = 0.0,
         residual: str = "feedback",
+        fraction: float = 0.01,
         backend: str | Backend | None = None,
     ) -> None:
         self.backend = get_backend(backend)
@@ -63,11 +68,13 @@ class Compressor:
         if method in ("strom", "hybrid") and not tau > 0:
             raise HyperparameterError("tau", tau, f"must be > 0 for method {method!r}")
         self.method = method
-        self.params: VGCParams | StromParams | None
+        self.params: VGCParams | StromParams | TopKParams | None
         if method in ("vgc", "hybrid"):
             self.params = VGCParams(alpha=alpha, zeta=zeta, tau=tau, residual=residual)
         elif method == "strom":
             self.params = StromParams(tau=tau)
+        elif method == "topk":
+            self.params = TopKParams(fraction=fraction)
         else:
             self.params = None
         self.states = [SegmentState.zeros(n, j) for j, n in enumerate(sizes)]
@@ -96,6 +103,8 @@ class Compressor:
             if self.method == "none":
                 check_vector("g", grads[j], st.n)
                 check_finite("g", grads[j], st.segment_id)
+            elif self.method == "topk":
+                accumulate(st, grads[j], None)
             else:
                 self.backend.check_step(st, grads[j], variances[j] if self.uses_variance else None)
 
@@ -106,6 +115,8 @@ class Compressor:
         self._check_all(grads, variances)
         if self.method == "none":
             return [dense_packet(st.segment_id, g) for st, g in zip(self.states, grads)]
+        if self.method == "topk":
+            return [topk_step(st, g, self.params) for st, g in zip(self.states, grads)]
         if self.method == "strom":
             step = self.backend.strom_step
             return [step(st, g, self.params) for st, g in zip(self.states, grads)]

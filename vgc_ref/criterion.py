@@ -24,7 +24,7 @@ import numpy as np
 from vgc_ref import quantize
 from vgc_ref.errors import AccumulatorOverflowError, NegativeVarianceError, NonFiniteError
 from vgc_ref.packet import Codec, Packet
-from vgc_ref.params import StromParams, VGCParams
+from vgc_ref.params import StromParams, TopKParams, VGCParams
 from vgc_ref.state import SegmentState, check_segment_id, check_vector
 
 
@@ -103,6 +103,22 @@ def vgc_step(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParam
     with np.errstate(over="ignore", under="ignore"):  # r*r may overflow to inf: it then compares greater
         candidate = (r * r > params.alpha32 * v) & (np.abs(r) >= params.tau32)
 
+    return _quantize_and_update(state, r, v, candidate, params.zeta32, params.residual)
+
+
+def _quantize_and_update(
+    state: SegmentState,
+    r: np.ndarray,
+    v: np.ndarray | None,
+    candidate: np.ndarray,
+    zeta32: np.float32,
+    residual: str,
+) -> Packet:
+    """Steps 3-5 of the VGC step: quantize the candidates, update r and v, write the state.
+
+    ``r`` and ``v`` are step 1's new arrays (``v`` None for top-k, which keeps no
+    variance); ``candidate`` is bool[n].
+    """
     # 3. Rounded exponents; zeros and subnormals cannot be sent.
     e, normal = quantize.rounded_exponent(r)  # uint32[n], bool[n]
     sendable = candidate & normal
@@ -117,16 +133,16 @@ def vgc_step(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParam
 
     # 5. Residual and variance update.
     q = quantize.power_of_two(sign, e[index])  # float32[count]
-    if params.residual == "feedback":
+    if residual == "feedback":
         r[index] = r[index] - q  # exact: q/2 <= |r_i| <= 2q
     else:
         r[index] = 0
-    held = ~send
-    v[held] = params.zeta32 * v[held]
-    v[index] = 0
-
     state.r[...] = r
-    state.v[...] = v
+    if v is not None:
+        held = ~send
+        v[held] = zeta32 * v[held]
+        v[index] = 0
+        state.v[...] = v
     return Packet(state.segment_id, state.n, Codec.VGC_Q4, E, words)
 
 
@@ -158,3 +174,21 @@ def dense_packet(segment_id: int, g: np.ndarray) -> Packet:
     check_vector("g", g)
     check_finite("g", g, segment_id)
     return Packet(segment_id, g.shape[0], Codec.DENSE, 0, g.view(np.uint32).copy())
+
+
+def topk_step(state: SegmentState, g: np.ndarray, params: TopKParams) -> Packet:
+    """One step of the top-k baseline with error feedback (Deep Gradient Compression style).
+
+    ``r <- r + g``; the ``params.count(n)`` elements of largest |r_i| are the candidates
+    (ties broken by the lower index, so the choice is deterministic); they are quantized,
+    sent and fed back exactly as in the VGC step (steps 3-5: powers of two, a shared E,
+    k <= 15), so the packet is an ordinary VGC_Q4 packet. ``state.v`` is not used.
+    """
+    if not isinstance(params, TopKParams):
+        raise TypeError(f"params must be TopKParams, not {type(params).__name__}")
+    r, _ = accumulate(state, g, None)
+    magnitude = np.abs(r)  # float32[n]
+    order = np.lexsort((np.arange(state.n), -magnitude))  # largest |r| first, then lowest index
+    candidate = np.zeros(state.n, bool)
+    candidate[order[: params.count(state.n)]] = True
+    return _quantize_and_update(state, r, None, candidate, np.float32(1), "feedback")

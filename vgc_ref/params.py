@@ -93,3 +93,29 @@ class StromParams:
         if not tau32 > 0:
             raise HyperparameterError("tau", self.tau, "must be > 0 (as float32)")
         object.__setattr__(self, "tau32", tau32)
+
+
+@dataclass(frozen=True)
+class TopKParams:
+    """Hyperparameter of the top-k baseline (Deep Gradient Compression style).
+
+    Parameters
+    ----------
+    fraction : float
+        Share of each segment's elements selected per step, 0 < fraction <= 1; the
+        segment selects ceil(fraction * n) elements (at least 1 when n > 0).
+    """
+
+    fraction: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fraction, (bool, np.bool_)) or not isinstance(
+            self.fraction, (int, float, np.floating)
+        ):
+            raise HyperparameterError("fraction", self.fraction, "must be a real number")
+        if not (math.isfinite(self.fraction) and 0 < self.fraction <= 1):
+            raise HyperparameterError("fraction", self.fraction, "must satisfy 0 < fraction <= 1")
+
+    def count(self, n: int) -> int:
+        """How many elements a segment of length n selects."""
+        return min(n, max(1, math.ceil(self.fraction * n))) if n > 0 else 0
