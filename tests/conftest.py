@@ -1,4 +1,10 @@
 import os
+import shutil
+
+# The numba-cuda backend runs on Numba's CUDA simulator where there is no GPU. The
+# variable must be set before numba is first imported anywhere in the process.
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and shutil.which("nvidia-smi") is None:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
 from hypothesis import HealthCheck, settings
 
