@@ -1,0 +1,72 @@
+"""Command line of the conformance kit.
+
+Usage::
+
+    python -m vgc_ref.conformance [--impl MODULE | --backend NAME] [--max-examples N]
+                                  [--report PATH] [--derandomize] [--no-shrink] [-k EXPR]
+                                  [--list] [-- PYTEST_ARGS...]
+
+``--impl`` takes a dotted module name, a path to a .py file, or ``backend:NAME``;
+``--backend NAME`` is short for ``--impl backend:NAME``. Without either, $VGC_IMPL or
+the reference ``vgc_ref`` is tested. Exit status: 0 when every property passed, 1 when
+one failed, 2 when the implementation cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from vgc_ref.conformance import PROPERTIES, run
+from vgc_ref.conformance.adapter import DEFAULT_IMPL, ENV_IMPL
+from vgc_ref.conformance.conftest import DEFAULT_MAX_EXAMPLES
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m vgc_ref.conformance",
+        description="Run the VGC conformance properties against an implementation.",
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--impl", help=f"module, .py file or backend:NAME (default ${ENV_IMPL} or {DEFAULT_IMPL})"
+    )
+    which.add_argument("--backend", help="a backend registered in vgc_ref.backends (e.g. numba-cpu)")
+    parser.add_argument(
+        "--max-examples",
+        type=int,
+        default=DEFAULT_MAX_EXAMPLES,
+        help=f"Hypothesis examples per property (default {DEFAULT_MAX_EXAMPLES})",
+    )
+    parser.add_argument("--report", metavar="PATH", help="write a JSON report of every property's outcome")
+    parser.add_argument("--derandomize", action="store_true", help="fixed seeds: the same examples every run")
+    parser.add_argument("--no-shrink", action="store_true", help="report failing examples without shrinking")
+    parser.add_argument("-k", dest="select", metavar="EXPR", help="run only the properties matching EXPR")
+    parser.add_argument("-v", "--verbose", action="store_true", help="one line per property")
+    parser.add_argument("--list", action="store_true", help="list the properties and exit")
+    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    args = parser.parse_args(argv)
+
+    if args.list:
+        for name, (module, what) in PROPERTIES.items():
+            print(f"{module}.py::{name}\n    {what}")
+        return 0
+    if args.max_examples < 1:
+        parser.error("--max-examples must be >= 1")
+    impl = args.impl or (f"backend:{args.backend}" if args.backend else None)
+    impl = impl or os.environ.get(ENV_IMPL) or DEFAULT_IMPL
+    return run(
+        impl,
+        max_examples=args.max_examples,
+        report=args.report,
+        derandomize=args.derandomize,
+        shrink=not args.no_shrink,
+        select=args.select,
+        pytest_args=args.pytest_args,
+        verbose=args.verbose,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

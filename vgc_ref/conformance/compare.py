@@ -1,0 +1,146 @@
+"""Strict comparisons of the implementation under test with the reference.
+
+Every helper raises AssertionError with a message that shows the first difference: the
+field, the element index and both bit patterns. Floats are compared as bit patterns, so
+-0.0 differs from +0.0 and every NaN payload counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from vgc_ref.conformance.adapter import MissingOperationError
+from vgc_ref.packet import Codec, Packet
+from vgc_ref.state import SegmentState
+
+#: Error attributes that must agree with the reference's when the reference sets them.
+ERROR_ATTRIBUTES = ("name", "segment", "index", "field", "offset", "rank")
+
+
+def bits(x: np.ndarray) -> np.ndarray:
+    """uint32 bit patterns of a float32 array."""
+    return np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+
+
+def assert_bits_equal(what: str, got: object, want: np.ndarray) -> None:
+    """``got`` is a float32 array of ``want``'s shape holding the same bit patterns."""
+    if not isinstance(got, np.ndarray):
+        raise AssertionError(f"{what}: expected a numpy.ndarray, got {type(got).__name__}")
+    if got.dtype != want.dtype:
+        raise AssertionError(f"{what}: dtype {got.dtype}, expected {want.dtype}")
+    if got.shape != want.shape:
+        raise AssertionError(f"{what}: shape {got.shape}, expected {want.shape}")
+    g = np.ascontiguousarray(got).reshape(-1).view(np.uint32)
+    w = np.ascontiguousarray(want).reshape(-1).view(np.uint32)
+    diff = np.flatnonzero(g != w)
+    if diff.size:
+        i = int(diff[0])
+        gv, wv = got.reshape(-1)[i], want.reshape(-1)[i]
+        raise AssertionError(
+            f"{what}: {diff.size} of {w.size} elements differ; first at flat index {i}: "
+            f"got {gv!r} (bits {int(g[i]):#010x}), expected {wv!r} (bits {int(w[i]):#010x})"
+        )
+
+
+def _word_text(codec: Codec, word: int) -> str:
+    if codec == Codec.VGC_Q4:
+        return f"{word:#010x} (index {word >> 5}, sign {(word >> 4) & 1}, k {word & 15})"
+    if codec == Codec.STROM:
+        return f"{word:#010x} (index {word >> 1}, sign {word & 1})"
+    return f"{word:#010x}"
+
+
+def assert_packet_equal(what: str, got: object, want: Packet) -> None:
+    """``got`` is a Packet (or has its fields) equal to ``want`` in every field and word."""
+    for attr in ("segment_id", "n", "codec", "param", "words"):
+        if not hasattr(got, attr):
+            raise AssertionError(f"{what}: the result has no attribute {attr!r} (expected a vgc_ref.Packet)")
+    words = got.words
+    if not isinstance(words, np.ndarray) or words.dtype != np.uint32 or words.ndim != 1:
+        raise AssertionError(
+            f"{what}: words must be a 1-D uint32 numpy array, got {type(words).__name__} "
+            f"{getattr(words, 'dtype', '')} {getattr(words, 'shape', '')}"
+        )
+    for attr in ("segment_id", "n", "codec", "param"):
+        g, w = getattr(got, attr), getattr(want, attr)
+        if int(g) != int(w):
+            shown = f"{int(g)} ({int(g):#x})" if attr == "param" else repr(g)
+            raise AssertionError(f"{what}: {attr} = {shown}, expected {int(w)} ({int(w):#x})")
+    if words.size != want.words.size:
+        raise AssertionError(f"{what}: {words.size} words, expected {want.words.size}")
+    diff = np.flatnonzero(words != want.words)
+    if diff.size:
+        i = int(diff[0])
+        raise AssertionError(
+            f"{what}: word {i} is {_word_text(want.codec, int(words[i]))}, expected "
+            f"{_word_text(want.codec, int(want.words[i]))}"
+        )
+
+
+def assert_packets_equal(what: str, got: object, want: Sequence[Packet]) -> None:
+    if not isinstance(got, (list, tuple)):
+        raise AssertionError(f"{what}: expected a list of packets, got {type(got).__name__}")
+    if len(got) != len(want):
+        raise AssertionError(f"{what}: {len(got)} packets, expected {len(want)}")
+    for j, (g, w) in enumerate(zip(got, want)):
+        assert_packet_equal(f"{what}[{j}]", g, w)
+
+
+def assert_state_equal(what: str, got: SegmentState, want: SegmentState) -> None:
+    assert_bits_equal(f"{what}.r", got.r, want.r)
+    assert_bits_equal(f"{what}.v", got.v, want.v)
+
+
+def assert_bytes_equal(what: str, got: object, want: bytes) -> None:
+    if not isinstance(got, (bytes, bytearray)):
+        raise AssertionError(f"{what}: expected bytes, got {type(got).__name__}")
+    got = bytes(got)
+    if got == want:
+        return
+    i = next((j for j, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    raise AssertionError(
+        f"{what}: {len(got)} bytes, expected {len(want)}; first difference at byte offset {i}: "
+        f"got {got[i : i + 8].hex(' ')}, expected {want[i : i + 8].hex(' ')}"
+    )
+
+
+def call(fn: Callable, *args, **kwargs) -> tuple[object, BaseException | None]:
+    """(result, None) or (None, exception); a missing operation is re-raised, never caught."""
+    try:
+        return fn(*args, **kwargs), None
+    except MissingOperationError:
+        raise
+    except Exception as exc:  # the exception is the result under comparison
+        return None, exc
+
+
+def assert_same_outcome(what: str, got_error: BaseException | None, want_error: BaseException | None) -> None:
+    """Both returned, or both raised: the same class (or a subclass) with the same attributes."""
+    if want_error is None and got_error is None:
+        return
+    if want_error is None:
+        raise AssertionError(
+            f"{what}: raised {type(got_error).__name__}: {got_error}; the reference accepts this input"
+        )
+    if got_error is None:
+        raise AssertionError(
+            f"{what}: returned normally; the reference raises {type(want_error).__name__}: {want_error}"
+        )
+    if not isinstance(got_error, type(want_error)):
+        raise AssertionError(
+            f"{what}: raised {type(got_error).__module__}.{type(got_error).__name__}: {got_error}; "
+            f"expected {type(want_error).__module__}.{type(want_error).__name__} (or a subclass): "
+            f"{want_error}"
+        )
+    for attr in ERROR_ATTRIBUTES:
+        if not hasattr(want_error, attr):
+            continue
+        want = getattr(want_error, attr)
+        got = getattr(got_error, attr, "<missing>")
+        if got != want:
+            raise AssertionError(
+                f"{what}: {type(want_error).__name__}.{attr} = {got!r}, expected {want!r} "
+                f"(reference: {want_error})"
+            )

@@ -1,0 +1,558 @@
+"""Golden vectors: the reference's inputs and outputs as plain files, for implementations in
+any language.
+
+Usage::
+
+    python -m vgc_ref.vectors export DIR                # inputs + expected outputs of every case
+    python -m vgc_ref.vectors run DIR --impl MODULE     # a Python implementation writes DIR/*/out/
+    python -m vgc_ref.vectors check DIR [--case NAME]   # compare DIR/*/out/ with DIR/*/expected/
+
+Another implementation reads ``DIR/<case>/case.json`` and ``DIR/<case>/in/``, writes its
+outputs into ``DIR/<case>/out/`` with the same names and formats as
+``DIR/<case>/expected/``, and runs ``check``. Every binary file is raw little-endian
+(``.f32``: float32, ``.u32``: uint32, ``.bin``: a message); JSON files hold the rest.
+docs/conformance.md has the full layout, as a table.
+
+Arrays of a case marked ``"sparse": true`` (the largest-index case, n = 2^27) are stored
+as two files, ``NAME.idx.u32`` (strictly increasing indices) and ``NAME.val.f32`` (their
+values): every element not listed is +0.0, and every element whose bits are not +0.0 is
+listed. Nothing holds 2^27 floats.
+
+Kinds of case:
+
+* ``steps`` -- one worker, several segments (VGC, hybrid, Strom or DENSE), state from
+  +0.0, several steps: per step the packets, the message and r, v after the step;
+* ``aggregate`` -- P messages and the segment sizes: g_hat per segment;
+* ``decode`` -- messages, valid and malformed: the packets, or the error's field and
+  byte offset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import vgc_ref
+from vgc_ref.conformance import cases as edge
+from vgc_ref.packet import MAX_SEGMENT_LEN, Codec, Packet
+from vgc_ref.params import StromParams, VGCParams
+from vgc_ref.state import SegmentState
+
+FORMAT = "vgc_ref golden vectors"
+VERSION = 1
+f32 = np.float32
+
+
+# --------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------
+
+
+def _write_array(base: Path, x: np.ndarray, sparse: bool) -> None:
+    """``base.f32`` / ``base.u32``, or ``base.idx.u32`` + ``base.val.f32`` when sparse."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    if x.dtype == np.uint32:
+        Path(f"{base}.u32").write_bytes(x.astype("<u4").tobytes())
+        return
+    x = np.ascontiguousarray(x, np.float32)
+    if not sparse:
+        Path(f"{base}.f32").write_bytes(x.astype("<f4").tobytes())
+        return
+    index = np.flatnonzero(x.view(np.uint32) != 0)  # every element that is not +0.0
+    Path(f"{base}.idx.u32").write_bytes(index.astype("<u4").tobytes())
+    Path(f"{base}.val.f32").write_bytes(x[index].astype("<f4").tobytes())
+
+
+def _read_array(base: Path, n: int, sparse: bool) -> np.ndarray:
+    if not sparse:
+        return np.fromfile(f"{base}.f32", dtype="<f4").astype(np.float32)
+    index = np.fromfile(f"{base}.idx.u32", dtype="<u4").astype(np.int64)
+    value = np.fromfile(f"{base}.val.f32", dtype="<f4").astype(np.float32)
+    x = np.zeros(n, np.float32)
+    x[index] = value
+    return x
+
+
+def _write_json(path: Path, doc) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def _packet_doc(p: Packet) -> dict:
+    return {"segment_id": p.segment_id, "n": p.n, "codec": p.codec.name, "param": p.param, "count": p.count}
+
+
+def _f32_doc(x: float) -> dict:
+    x32 = f32(x)
+    return {"value": float(x32), "bits": f"{int(x32.view(np.uint32)):#010x}"}
+
+
+# --------------------------------------------------------------------------------------
+# The cases
+# --------------------------------------------------------------------------------------
+
+
+def _seg(segment_id, n, method, **params):
+    return {"segment_id": segment_id, "n": n, "method": method, "params": params}
+
+
+def _vgc_inputs(g, s):
+    return {"g": np.array(g, f32), "s": np.array(s, f32)}
+
+
+def _random_inputs(rng, segments, steps):
+    out = []
+    for t in range(steps):
+        step = {}
+        for sg in segments:
+            n = sg["n"]
+            mean = rng.normal(0, 1, n) * 0.1
+            g = (mean + rng.normal(0, 1, n) * (0.5 + 0.1 * t)).astype(f32)
+            s = (rng.random(n) * 0.05 + g.astype(np.float64) ** 2 * 0.2).astype(f32)
+            step[sg["segment_id"]] = {"g": g, "s": s}
+        out.append(step)
+    return out
+
+
+def _single(segment, inputs_per_step):
+    """A one-segment case: inputs_per_step is a list of (g, s)."""
+    return [segment], [{segment["segment_id"]: _vgc_inputs(g, s)} for g, s in inputs_per_step]
+
+
+def step_cases() -> dict:
+    """name -> (description, segments, inputs, sparse). inputs[t][segment_id] = {"g", "s"}."""
+    rng = np.random.default_rng(20180219)
+    cases = {}
+    sq, below = edge.SQRT2, edge.BELOW_SQRT2
+    z = [0.0]
+
+    segs = [_seg(0, 0, "vgc"), _seg(1, 0, "strom", tau=1.0), _seg(2, 0, "dense")]
+    cases["empty_segments"] = (
+        "n = 0 for every codec: empty packets (VGC E = 0)",
+        segs,
+        [{j: {"g": np.zeros(0, f32), "s": np.zeros(0, f32)} for j in range(3)}] * 2,
+        False,
+    )
+    cases["nothing_sent"] = (
+        "no candidate: r*r <= alpha*v everywhere; v decays by zeta",
+        *_single(_seg(0, 6, "vgc"), [([0.1, -0.2, 0.3, 0.0, 1e-3, -1e-3], [1.0] * 6)] * 3),
+        False,
+    )
+    g = [(-1) ** i * 2.0 ** (i % 14) * (1 + i / 32) for i in range(16)]
+    cases["everything_sent"] = (
+        "s = 0 and magnitudes within 2^14: every element is sent, every step",
+        *_single(_seg(0, 16, "vgc"), [(g, [0.0] * 16), (g[::-1], [0.0] * 16)]),
+        False,
+    )
+    cases["k_15_and_16"] = (
+        "k = 15 is sent, k = 16 is held; rounding moves 2^-16 * sqrt2 to k = 15",
+        *_single(
+            _seg(0, 7, "vgc"),
+            [
+                (
+                    [1.0, 2.0**-15, -(2.0**-15), 2.0**-16, 2.0**-16 * sq, 2.0**-16 * below, 2.0**-14],
+                    [0.0] * 7,
+                ),
+                ([1.0, 0, 0, 0, 0, 0, 0], [0.0] * 7),
+            ],
+        ),
+        False,
+    )
+    cases["ties_at_threshold"] = (
+        "r*r == alpha*v is held (strict >); |r| == tau is sent (>=) in the hybrid and in Strom",
+        [_seg(0, 4, "vgc", alpha=2.0), _seg(1, 4, "vgc", tau=1.0), _seg(2, 4, "strom", tau=1.0)],
+        [
+            {
+                0: _vgc_inputs([1.0, 3.0, -2.0, 2.0], [0.5, 4.5, 2.0, 0.5]),
+                1: _vgc_inputs([1.0, edge.ONE_MINUS, -1.0, 4.0], [0.0] * 4),
+                2: _vgc_inputs([1.0, -1.0, edge.ONE_MINUS, 2.5], [0.0] * 4),
+            }
+        ]
+        * 2,
+        False,
+    )
+    cases["subnormals"] = (
+        "subnormal g and s: never sent, accumulated and decayed exactly",
+        *_single(
+            _seg(0, 5, "vgc", alpha=1e-30),
+            [([edge.F32_SUB, -edge.F32_SUB, edge.F32_TINY, 2.0**-130, 1.0], [edge.F32_SUB] * 5)] * 2,
+        ),
+        False,
+    )
+    cases["near_float32_max"] = (
+        "values near float32 max: e clamped to 254 (q = 2^127), r*r overflowing to inf",
+        *_single(
+            _seg(0, 5, "vgc"),
+            [
+                ([edge.F32_MAX, -3e38, 2.0**127, 1e19, 2.0**124], [0.0, 0.0, 0.0, edge.F32_MAX, 0.0]),
+                (z * 5, z * 5),
+            ],
+        ),
+        False,
+    )
+    cases["sqrt2_rounding"] = (
+        "mantissa 0x3504F3 rounds up, 0x3504F2 down",
+        *_single(_seg(0, 6, "vgc"), [([sq, below, -sq, 2 * sq, 2 * below, 1.5], [0.0] * 6)] * 2),
+        False,
+    )
+    n = MAX_SEGMENT_LEN
+    last = n - 1
+    big = []
+    for t in range(2):
+        g = np.zeros(n, f32)
+        s = np.zeros(n, f32)
+        g[[0, 12345, last]] = [1.0 + t, -0.75, 3.0 - t]
+        s[[12345, last]] = [0.1, 0.5 * t]
+        big.append({0: {"g": g, "s": s}})
+    cases["max_index"] = (
+        "n = 2^27: the largest index, 2^27 - 1 (27 bits all ones); arrays stored sparsely",
+        [_seg(0, n, "vgc")],
+        big,
+        True,
+    )
+    segs = [
+        _seg(0, 40, "vgc"),
+        _seg(1, 30, "vgc", alpha=1.0, zeta=0.9, tau=0.05, residual="reset"),
+        _seg(2, 25, "strom", tau=0.5),
+        _seg(3, 10, "dense"),
+    ]
+    cases["multi_segment_every_codec"] = (
+        "four segments: VGC (feedback), hybrid (reset), Strom and DENSE, five steps",
+        segs,
+        _random_inputs(rng, segs, 5),
+        False,
+    )
+    segs = [_seg(7, 200, "vgc", alpha=2.0, zeta=0.999)]
+    cases["random_steps"] = (
+        "one VGC segment with random gradients, eight steps",
+        segs,
+        _random_inputs(rng, segs, 8),
+        False,
+    )
+    return cases
+
+
+def _params(segment):
+    p = segment["params"]
+    if segment["method"] == "vgc":
+        return VGCParams(**p)
+    if segment["method"] == "strom":
+        return StromParams(**p)
+    return None
+
+
+def _run_steps(impl, segments, inputs, sparse):
+    """Yield (packets, message, states) per step, running ``impl`` (an adapter) from zero state."""
+    if sparse:  # run on the elements that are ever nonzero; every other element stays +0.0
+        support = sorted(
+            {
+                int(i)
+                for step in inputs
+                for a in step.values()
+                for x in a.values()
+                for i in np.flatnonzero(x.view(np.uint32))
+            }
+        )
+        index = np.array(support, np.int64)
+    states = {}
+    for sg in segments:
+        m = index.size if sparse else sg["n"]
+        states[sg["segment_id"]] = SegmentState.zeros(m, sg["segment_id"])
+    for step in inputs:
+        packets = []
+        for sg in segments:
+            j = sg["segment_id"]
+            g, s = step[j]["g"], step[j]["s"]
+            if sparse:
+                g, s = g[index], s[index]
+            if sg["method"] == "vgc":
+                p = impl.vgc_step(states[j], g.copy(), s.copy(), _params(sg))
+            elif sg["method"] == "strom":
+                p = impl.strom_step(states[j], g.copy(), _params(sg))
+            else:
+                p = vgc_ref.dense_packet(j, g)
+            if sparse:  # the packet of the full segment: map the compacted indices back
+                shift = np.uint32(5 if p.codec == Codec.VGC_Q4 else 1)
+                low = p.words & ((np.uint32(1) << shift) - np.uint32(1))
+                words = (index[(p.words >> shift).astype(np.int64)].astype(np.uint32) << shift) | low
+                p = Packet(j, sg["n"], p.codec, p.param, words)
+            packets.append(p)
+        states_out = {}
+        for sg in segments:
+            st = states[sg["segment_id"]]
+            r, v = st.r, st.v
+            if sparse:
+                r, v = np.zeros(sg["n"], f32), np.zeros(sg["n"], f32)
+                r[index], v[index] = st.r, st.v
+            states_out[sg["segment_id"]] = (r, v)
+        yield packets, impl.encode_message(packets), states_out
+
+
+def _write_step_outputs(root: Path, segments, steps, sparse) -> None:
+    for t, (packets, message, states) in enumerate(steps):
+        d = root / f"step{t}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "message.bin").write_bytes(bytes(message))
+        _write_json(d / "packets.json", [_packet_doc(p) for p in packets])
+        for sg, p in zip(segments, packets):
+            j = sg["segment_id"]
+            _write_array(d / f"seg{j}.words", np.asarray(p.words, np.uint32), sparse)
+            if sg["method"] == "dense":
+                continue
+            r, v = states[j]
+            _write_array(d / f"seg{j}.r", r, sparse)
+            if sg["method"] == "vgc":
+                _write_array(d / f"seg{j}.v", v, sparse)
+
+
+def _decode_result(decode, data: bytes) -> dict:
+    try:
+        packets = decode(data)
+    except vgc_ref.FormatError as err:
+        return {"ok": False, "error": "FormatError", "field": err.field, "offset": err.offset}
+    return {"ok": True, "packets": [{**_packet_doc(p), "words": [int(w) for w in p.words]} for p in packets]}
+
+
+# --------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------
+
+
+def export(directory: str | Path) -> list[str]:
+    """Write every case's inputs and the reference's expected outputs under ``directory``."""
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    index = []
+    for name, (description, segments, inputs, sparse) in step_cases().items():
+        case = root / name
+        shutil.rmtree(case, ignore_errors=True)
+        segs_doc = []
+        for sg in segments:
+            params = _params(sg)
+            doc = {k: sg[k] for k in ("segment_id", "n", "method")}
+            if isinstance(params, VGCParams):
+                doc["params"] = {
+                    "alpha": _f32_doc(params.alpha),
+                    "zeta": _f32_doc(params.zeta),
+                    "tau": _f32_doc(params.tau),
+                    "residual": params.residual,
+                }
+            elif isinstance(params, StromParams):
+                doc["params"] = {"tau": _f32_doc(params.tau)}
+            segs_doc.append(doc)
+        _write_json(
+            case / "case.json",
+            {
+                "name": name,
+                "kind": "steps",
+                "description": description,
+                "sparse": sparse,
+                "steps": len(inputs),
+                "segments": segs_doc,
+            },
+        )
+        for t, step in enumerate(inputs):
+            for sg in segments:
+                j = sg["segment_id"]
+                _write_array(case / "in" / f"step{t}" / f"seg{j}.g", step[j]["g"], sparse)
+                if sg["method"] == "vgc":
+                    _write_array(case / "in" / f"step{t}" / f"seg{j}.s", step[j]["s"], sparse)
+        _write_step_outputs(
+            case / "expected",
+            segments,
+            _run_steps(vgc_ref, segments, inputs, True if sparse else False),
+            sparse,
+        )
+        index.append({"name": name, "kind": "steps", "description": description})
+
+    for agg in edge.AGGREGATE_EDGE_CASES:
+        name = f"aggregate_{agg.name}"
+        case = root / name
+        shutil.rmtree(case, ignore_errors=True)
+        messages = agg.messages()
+        _write_json(
+            case / "case.json",
+            {
+                "name": name,
+                "kind": "aggregate",
+                "description": agg.why,
+                "ranks": len(messages),
+                "sizes": agg.sizes,
+            },
+        )
+        for w, m in enumerate(messages):
+            (case / "in").mkdir(parents=True, exist_ok=True)
+            (case / "in" / f"rank{w}.bin").write_bytes(m)
+        for j, g_hat in enumerate(vgc_ref.decode_accumulate(messages, agg.sizes)):
+            _write_array(case / "expected" / f"seg{j}.g_hat", g_hat, False)
+        index.append({"name": name, "kind": "aggregate", "description": agg.why})
+
+    name = "decode"
+    case = root / name
+    shutil.rmtree(case, ignore_errors=True)
+    messages = {"valid": edge.valid_message(), **edge.MALFORMED_MESSAGES}
+    description = "one valid and one malformed message per class: the packets or the error's field and offset"
+    _write_json(
+        case / "case.json",
+        {"name": name, "kind": "decode", "description": description, "messages": list(messages)},
+    )
+    for key, data in messages.items():
+        (case / "in").mkdir(parents=True, exist_ok=True)
+        (case / "in" / f"{key}.bin").write_bytes(data)
+        _write_json(case / "expected" / f"{key}.json", _decode_result(vgc_ref.decode_message, data))
+    index.append({"name": name, "kind": "decode", "description": description})
+
+    _write_json(
+        root / "index.json",
+        {"format": FORMAT, "version": VERSION, "vgc_ref": vgc_ref.__version__, "cases": index},
+    )
+    return [c["name"] for c in index]
+
+
+def _cases(root: Path, only: list[str] | None) -> list[str]:
+    doc = json.loads((root / "index.json").read_text())
+    if doc.get("format") != FORMAT or doc.get("version") != VERSION:
+        raise SystemExit(f"{root / 'index.json'}: not {FORMAT} version {VERSION}")
+    names = [c["name"] for c in doc["cases"]]
+    if only:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise SystemExit(f"unknown case(s): {', '.join(unknown)}")
+        names = [n for n in names if n in only]
+    return names
+
+
+def run_impl(directory: str | Path, impl_spec: str, only: list[str] | None = None) -> None:
+    """Run a Python implementation (the conformance adapter) on the cases; write ``out/``."""
+    from vgc_ref.conformance.adapter import load_impl
+
+    impl = load_impl(impl_spec)
+    root = Path(directory)
+    for name in _cases(root, only):
+        case = root / name
+        doc = json.loads((case / "case.json").read_text())
+        out = case / "out"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        if doc["kind"] == "steps":
+            sparse = doc["sparse"]
+            segments = []
+            for sg in doc["segments"]:
+                params = {}
+                for key, value in sg.get("params", {}).items():
+                    params[key] = value if key == "residual" else value["value"]
+                segments.append({**sg, "params": params})
+            inputs = []
+            for t in range(doc["steps"]):
+                step = {}
+                for sg in segments:
+                    j, n = sg["segment_id"], sg["n"]
+                    g = _read_array(case / "in" / f"step{t}" / f"seg{j}.g", n, sparse)
+                    s = (
+                        _read_array(case / "in" / f"step{t}" / f"seg{j}.s", n, sparse)
+                        if sg["method"] == "vgc"
+                        else g * 0
+                    )
+                    step[j] = {"g": g, "s": s}
+                inputs.append(step)
+            _write_step_outputs(out, segments, _run_steps(impl, segments, inputs, False), sparse)
+        elif doc["kind"] == "aggregate":
+            messages = [(case / "in" / f"rank{w}.bin").read_bytes() for w in range(doc["ranks"])]
+            for j, g_hat in enumerate(impl.decode_accumulate(messages, doc["sizes"])):
+                _write_array(out / f"seg{j}.g_hat", g_hat, False)
+        else:
+            for key in doc["messages"]:
+                result = _decode_result(impl.decode_message, (case / "in" / f"{key}.bin").read_bytes())
+                _write_json(out / f"{key}.json", result)
+        print(f"ran   {name}")
+
+
+def _compare_file(expected: Path, got: Path) -> str | None:
+    """None when equal, else a one-line description of the first difference."""
+    if not got.exists():
+        return f"{got.name}: missing"
+    if expected.suffix == ".json":
+        want, have = json.loads(expected.read_text()), json.loads(got.read_text())
+        return (
+            None
+            if want == have
+            else f"{got.name}: {json.dumps(have)[:200]} != expected {json.dumps(want)[:200]}"
+        )
+    want, have = expected.read_bytes(), got.read_bytes()
+    if want == have:
+        return None
+    if expected.suffix in (".f32", ".u32") and len(want) == len(have) and len(want) % 4 == 0:
+        a = np.frombuffer(have, "<u4")
+        b = np.frombuffer(want, "<u4")
+        i = int(np.flatnonzero(a != b)[0])
+        shown = (
+            (lambda x: f"{x:#010x} ({np.uint32(x).view(np.float32)!r})") if expected.suffix == ".f32" else hex
+        )
+        return f"{got.name}: element {i} is {shown(int(a[i]))}, expected {shown(int(b[i]))}"
+    i = next((k for k, (x, y) in enumerate(zip(have, want)) if x != y), min(len(have), len(want)))
+    return f"{got.name}: {len(have)} bytes, expected {len(want)}; first difference at byte {i}"
+
+
+def check(directory: str | Path, only: list[str] | None = None) -> int:
+    """Compare every ``out/`` file with its ``expected/`` twin; print one line per case.
+
+    Returns 0 when every case matches, 1 otherwise.
+    """
+    root = Path(directory)
+    failed = 0
+    for name in _cases(root, only):
+        expected = root / name / "expected"
+        out = root / name / "out"
+        problems = []
+        if not out.is_dir():
+            problems.append("out/ is missing")
+        else:
+            for path in sorted(p for p in expected.rglob("*") if p.is_file()):
+                rel = path.relative_to(expected)
+                problem = _compare_file(path, out / rel)
+                if problem:
+                    problems.append(f"{rel.parent / problem}" if rel.parent != Path(".") else problem)
+        if problems:
+            failed += 1
+            print(
+                f"FAIL  {name}: {problems[0]}"
+                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            )
+        else:
+            print(f"ok    {name}")
+    print(f"{failed} case(s) failed" if failed else "all cases match")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vgc_ref.vectors", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("export", help="write the cases and the reference's expected outputs")
+    p.add_argument("dir")
+    p = sub.add_parser("run", help="run a Python implementation on the cases, writing out/")
+    p.add_argument("dir")
+    p.add_argument(
+        "--impl", default="vgc_ref", help="module, .py file or backend:NAME (the conformance adapter)"
+    )
+    p.add_argument("--case", action="append", help="only this case (repeatable)")
+    p = sub.add_parser("check", help="compare out/ with expected/ for every case")
+    p.add_argument("dir")
+    p.add_argument("--case", action="append", help="only this case (repeatable)")
+    args = parser.parse_args(argv)
+    if args.command == "export":
+        names = export(args.dir)
+        print(f"wrote {len(names)} cases to {args.dir}")
+        return 0
+    if args.command == "run":
+        run_impl(args.dir, args.impl, args.case)
+        return 0
+    return check(args.dir, args.case)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
