@@ -9,6 +9,8 @@ simulated thread is a Python thread.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -405,3 +407,60 @@ def test_the_cuda_backend_runs_on_a_real_gpu():
             cuda_backend.vgc_step(state, g, s, VGCParams()), REFERENCE.vgc_step(ref_state, g, s, VGCParams())
         )
         assert_same_state(state, ref_state)
+
+
+# --------------------------------------------------------------------------------------
+# numba-cpu's fast message check: exactly as strict as the reference decoder
+# --------------------------------------------------------------------------------------
+
+INTERESTING_U32 = st.one_of(
+    st.integers(0, 0xFFFFFFFF),
+    st.sampled_from(
+        [0, 1, 2, 15, 16, 31, 32, 0xFE, 0xFF, 0x100, 1 << 27, (1 << 27) + 1, 0x7F7FFFFF, 0x7F800000]
+    ),
+    st.sampled_from([0x80000000, 0xFF800000, 0xFFFFFFE0, 0xFFFFFFFF]),
+)
+
+
+def _reference_decode(message):
+    from vgc_ref.encoding import decode_message
+
+    try:
+        return decode_message(message)
+    except FormatError:
+        return None
+
+
+@st.composite
+def damaged_messages(draw):
+    """Valid messages, then: field patches (CRC fixed), byte flips, truncations or garbage."""
+    messages, _ = draw(message_sets(24), label="messages")
+    message = messages[0]
+    how = draw(st.sampled_from(["none", "u32", "byte", "flip", "truncate", "garbage"]), label="damage")
+    body = bytearray(message[:-4])
+    if how == "garbage":
+        return draw(st.binary(max_size=80), label="garbage")
+    if how == "truncate":
+        return message[: draw(st.integers(0, len(message)), label="length")]
+    if how == "flip":
+        changed = bytearray(message)
+        changed[draw(st.integers(0, len(message) - 1), label="at")] ^= draw(st.integers(1, 255), label="mask")
+        return bytes(changed)
+    if how == "u32" and len(body) >= 4:
+        at = draw(st.integers(0, (len(body) - 4) // 4), label="word") * 4
+        body[at : at + 4] = draw(INTERESTING_U32, label="value").to_bytes(4, "little")
+    elif how == "byte":
+        body[draw(st.integers(0, len(body) - 1), label="at")] = draw(st.integers(0, 255), label="value")
+    return bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "little")
+
+
+@settings(max_examples=200, deadline=None)
+@given(message=damaged_messages())
+def test_numba_fast_decode_accepts_exactly_what_the_reference_accepts(message):
+    """_fast_decode returns the reference's packets for a message it accepts, else None."""
+    numba_cpu = pytest.importorskip("vgc_ref.backends.numba_cpu")
+    want = _reference_decode(message)
+    got = numba_cpu._fast_decode(message)
+    assert (got is None) == (want is None)
+    if want is not None:
+        assert got == want

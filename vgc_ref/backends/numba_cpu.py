@@ -17,8 +17,9 @@ How a step runs (VGC; Strom is the same with fewer fields)::
              E = the rounded exponent of the largest |r|; "sendable with k <= 15 and
              |r| >= tau" becomes one float32 threshold on |r|.
     pass 2   read g, s, r, v again, in parallel, write r and v, and append each chunk's
-             words to its own stretch of a scratch buffer (a vectorized loop over a
-             sub-block, then a compaction of the flagged words); count per chunk.
+             words to its own stretch of a scratch buffer (a float32-only vectorized
+             loop over a sub-block that flags the sent elements, then the integer work
+             and the word for the flagged ones only); count per chunk.
     gather   an exclusive prefix sum of the counts, then each chunk's words are copied
              to their place: increasing index order, whatever the thread timing.
 
@@ -38,10 +39,14 @@ no hand-written CPU kernel beats OpenBLAS there.
 
 from __future__ import annotations
 
+import threading
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.core.extending import intrinsic
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from vgc_ref import quantize
 from vgc_ref.aggregate import _check_layout, _check_out
@@ -55,7 +60,7 @@ from vgc_ref.errors import (
     NegativeVarianceError,
     NonFiniteError,
 )
-from vgc_ref.packet import Codec, Packet
+from vgc_ref.packet import MAX_SEGMENT_LEN, Codec, Packet
 from vgc_ref.params import StromParams, VGCParams
 from vgc_ref.state import SegmentState, check_vector
 from vgc_ref.variance import dense_grad_var
@@ -79,6 +84,7 @@ MAX_K = quantize.MAX_K
 
 F32_MAX = np.float32(np.finfo(np.float32).max)
 F32_ZERO = np.float32(0)
+U32_ZERO = np.uint32(0)
 U32_ABS = np.uint32(0x7FFFFFFF)
 U32_SIGN = np.uint32(0x80000000)
 U32_EXPONENT = np.uint32(0x7F800000)
@@ -103,6 +109,19 @@ def _bits(x):
 def _float(bits):
     """float32 with the given uint32 bit pattern."""
     return np.uint32(bits).view(np.float32)
+
+
+@intrinsic
+def _umax32(typingctx, a, b):
+    """max of two uint32 as a 32-bit operation (Numba's max() widens to 64 bits)."""
+    if a != types.uint32 or b != types.uint32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        x, y = args
+        return builder.select(builder.icmp_unsigned(">", x, y), x, y)
+
+    return types.uint32(types.uint32, types.uint32), codegen
 
 
 @njit(inline="always", **_JIT)
@@ -156,21 +175,28 @@ def _first_bad(g, s, r, v, lo, hi, bad_row):
 
 @njit(**_JIT)
 def _vgc_scan_chunk(g, s, r, v, alpha, tau):
-    """Pass 1 on one chunk: (all inputs good, largest bits of |r| over sendable candidates)."""
-    ok = True
-    max_bits = np.uint32(0)
+    """Pass 1 on one chunk: (all inputs good, largest bits of |r| over sendable candidates).
+
+    Only float32 and uint32 operations (the maxima go through _umax32), so the loop
+    vectorizes 8 lanes wide.
+    """
+    max_abs = U32_ZERO  # largest bits of |r + g| and |v + s|
+    max_s = U32_ZERO  # largest bits of s: above U32_SIGN means s < 0 (-0.0 is fine)
+    max_bits = U32_ZERO
     for i in range(g.shape[0]):
         si = s[i]
         ri = r[i] + g[i]  # float32
         vi = v[i] + si  # float32
         ar = abs(ri)
-        # Non-finite g or s, negative s, or an overflowing sum all show up here (a NaN
-        # compares false); which one, and where, is found by _first_bad.
-        ok = ok & (ar <= F32_MAX) & (abs(vi) <= F32_MAX) & (si >= 0)
+        ab = _bits(ar)
+        # Non-finite g or s, negative s, or an overflowing sum all show up here (a
+        # non-finite g or s makes a sum non-finite); which one, and where, is found by
+        # _first_bad.
+        max_abs = _umax32(max_abs, _umax32(ab, _bits(abs(vi))))
+        max_s = _umax32(max_s, _bits(si))
         candidate = (ri * ri > alpha * vi) & (ar >= tau)
-        b = _bits(ar) * np.uint32(candidate)  # a multiply, not a branch: vectorizes
-        max_bits = max_bits if max_bits > b else b
-    return ok, max_bits
+        max_bits = _umax32(max_bits, ab if candidate else U32_ZERO)
+    return (max_abs < U32_EXPONENT) & (max_s <= U32_SIGN), max_bits
 
 
 @njit(parallel=True, **_JIT)
@@ -188,29 +214,46 @@ def _vgc_scan(g, s, r, v, alpha, tau, chunk, bad, max_bits):
 
 
 @njit(**_JIT)
-def _vgc_write_sub(g, s, r, v, alpha, zeta, threshold, feedback, E, first, flag, word):
-    """Steps 1-5 on one sub-block (vectorized): update r, v; flag and word per element."""
-    count = 0
-    e_top = np.uint32(E)
+def _vgc_write_sub(g, s, r, v, alpha, zeta, threshold, flag):
+    """Steps 1, 2, 4 and v's update on one sub-block: float32 only, vectorized.
+
+    r <- r + g (the sent elements are finished by _vgc_finish_sent), v <- 0 where sent
+    and zeta (v + s) elsewhere, flag[i] = sent.
+    """
     for i in range(g.shape[0]):
         ri = r[i] + g[i]  # 1. one rounded float32 add each
         vi = v[i] + s[i]
-        b = _bits(ri)
-        e_field = _exponent_field(b & U32_ABS)  # 3. e << 23
-        q = _float((b & U32_SIGN) | e_field)  # sign(r) * 2^(e - 127)
         # 2. + 4.: candidate, normal, |r| >= tau and k <= 15, as one threshold on |r|.
         send = (ri * ri > alpha * vi) & (abs(ri) >= threshold)
-        r_sent = ri - q if feedback else F32_ZERO  # 5. exact subtraction
-        r[i] = r_sent if send else ri
+        r[i] = ri
         v[i] = F32_ZERO if send else zeta * vi
         flag[i] = send
-        word[i] = (
-            (np.uint32(first + i) << np.uint32(5))
-            | ((b >> np.uint32(31)) << np.uint32(4))
-            | ((e_top - (e_field >> np.uint32(23))) & np.uint32(0xF))
-        )
-        count += send
-    return count
+
+
+@njit(inline="always", **_JIT)
+def _vgc_finish_sent(flag64, first, r, feedback, e_top, out, pos):
+    """Steps 3 and 5 for the flagged elements only; append their words to out[pos:].
+
+    flag64 is the sub-block's flags as uint64 (8 per word, a byte each); each set byte is
+    found with a trailing-zero count, so a word of 8 unsent elements costs one test.
+    """
+    for t in range(flag64.shape[0]):
+        x = flag64[t]
+        while x != 0:
+            j = 8 * t + (trailing_zeros(x) >> 3)
+            x &= x - np.uint64(1)
+            ri = r[j]
+            b = _bits(ri)
+            e_field = _exponent_field(b & U32_ABS)  # 3. e << 23
+            q = _float((b & U32_SIGN) | e_field)  # sign(r) * 2^(e - 127)
+            r[j] = ri - q if feedback else F32_ZERO  # 5. exact subtraction
+            out[pos] = (
+                (np.uint32(first + j) << np.uint32(5))
+                | ((b >> np.uint32(31)) << np.uint32(4))
+                | ((e_top - (e_field >> np.uint32(23))) & np.uint32(0xF))
+            )
+            pos += 1
+    return pos
 
 
 @njit(inline="always", **_JIT)
@@ -227,20 +270,21 @@ def _compact(flag, word, m, out, pos):
 def _vgc_write(g, s, r, v, alpha, zeta, threshold, feedback, E, chunk, counts, scratch):
     """Pass 2: update r and v in place; chunk c's words go to scratch[c*chunk:], counted."""
     n = g.shape[0]
+    e_top = np.uint32(E)
     for c in prange(counts.shape[0]):
         lo = c * chunk
         hi = min(lo + chunk, n)
-        flag = np.empty(SUB, np.bool_)
-        word = np.empty(SUB, np.uint32)
+        flag = np.zeros(SUB, np.bool_)
+        flag64 = flag.view(np.uint64)
         pos = lo
         for a in range(lo, hi, SUB):
             b = min(a + SUB, hi)
             m = b - a
-            sent = _vgc_write_sub(
-                g[a:b], s[a:b], r[a:b], v[a:b], alpha, zeta, threshold, feedback, E, a, flag, word
-            )
-            if sent > 0:
-                pos = _compact(flag, word, m, scratch, pos)
+            _vgc_write_sub(g[a:b], s[a:b], r[a:b], v[a:b], alpha, zeta, threshold, flag)
+            m8 = (m + 7) >> 3
+            for j in range(m, 8 * m8):  # a short last sub-block: clear stale flags
+                flag[j] = False
+            pos = _vgc_finish_sent(flag64[:m8], a, r[a:b], feedback, e_top, scratch, pos)
         counts[c] = pos - lo
 
 
@@ -335,6 +379,113 @@ def _exclusive_sum(counts):
 # --------------------------------------------------------------------------------------
 
 
+@njit(**_JIT)
+def _u32_at(b, o):
+    """The little-endian u32 at byte o of the uint8 array b, as int64."""
+    return (
+        np.int64(b[o]) | (np.int64(b[o + 1]) << 8) | (np.int64(b[o + 2]) << 16) | (np.int64(b[o + 3]) << 24)
+    )
+
+
+@njit(**_JIT)
+def _parse_frame(b):
+    """Framing rules (docs/format.md, step 1) of a message as uint8[L]: (ok, table).
+
+    table: int64[S, 7] of (segment_id, n, codec, param, count, words_offset, reserved
+    bytes OR-ed). Only says whether the message is well framed, not what is wrong.
+    """
+    limit = b.shape[0] - 4  # the last 4 bytes are the CRC
+    empty = np.zeros((0, 7), np.int64)
+    if limit < 12:
+        return False, empty
+    if b[0] != 0x56 or b[1] != 0x47 or b[2] != 0x43 or b[3] != 0x4D:  # "VGCM"
+        return False, empty
+    if b[4] != 1 or b[5] != 0 or b[6] != 0 or b[7] != 0:  # version 1, reserved 0
+        return False, empty
+    n_segments = _u32_at(b, 8)
+    if n_segments > (limit - 12) // 20:  # each segment needs >= 20 bytes
+        return False, empty
+    table = np.zeros((n_segments, 7), np.int64)
+    offset = 12
+    for j in range(n_segments):
+        if offset + 20 > limit:
+            return False, table
+        count = _u32_at(b, offset + 16)
+        words_offset = offset + 20
+        if words_offset + 4 * count > limit:
+            return False, table
+        table[j, 0] = _u32_at(b, offset)
+        table[j, 1] = _u32_at(b, offset + 4)
+        table[j, 2] = b[offset + 8]
+        table[j, 3] = _u32_at(b, offset + 12)
+        table[j, 4] = count
+        table[j, 5] = words_offset
+        table[j, 6] = b[offset + 9] | b[offset + 10] | b[offset + 11]
+        offset = words_offset + 4 * count
+    return offset == limit, table
+
+
+@njit(**_JIT)
+def _indices_ok(words, shift, n):
+    """Indices (word >> shift) below n and strictly increasing."""
+    bad = False
+    previous = np.int64(-1)
+    for j in range(words.shape[0]):
+        index = np.int64(words[j] >> shift)
+        bad |= (index >= n) | (index <= previous)
+        previous = index
+    return not bad
+
+
+@njit(**_JIT)
+def _payload_ok(words, codec, n, param):
+    """encoding._payload_problem(...) is None, for a known codec (words: uint32[count])."""
+    count = words.shape[0]
+    if codec == 1:  # VGC_Q4
+        E = param
+        if param > 0xFF or E > MAX_EXPONENT or (E == 0) != (count == 0) or count > n:
+            return False
+        if not _indices_ok(words, 5, n):
+            return False
+        bad = False
+        has_k0 = False
+        for j in range(count):
+            k = np.int64(words[j] & 0xF)
+            bad |= k >= E
+            has_k0 |= k == 0
+        return (not bad) and (count == 0 or has_k0)
+    if codec == 2:  # STROM: tau finite and > 0
+        if param < 1 or param > 0x7F7FFFFF or count > n:
+            return False
+        return _indices_ok(words, 1, n)
+    # DENSE
+    if param != 0 or count != n:
+        return False
+    bad = False
+    for j in range(count):
+        bad |= (words[j] & U32_EXPONENT) == U32_EXPONENT
+    return not bad
+
+
+@njit(**_JIT)
+def _content_ok(words, table):
+    """Content rules (docs/format.md, step 3) of every segment; words: the message as u32."""
+    n_segments = table.shape[0]
+    for j in range(n_segments):
+        n = table[j, 1]
+        codec = table[j, 2]
+        if n > MAX_SEGMENT_LEN or codec > 2 or table[j, 6] != 0:
+            return False
+        first = table[j, 5] >> 2  # word offsets are multiples of 4
+        if not _payload_ok(words[first : first + table[j, 4]], codec, n, table[j, 3]):
+            return False
+    ids = np.sort(table[:, 0])
+    for j in range(1, n_segments):
+        if ids[j] == ids[j - 1]:
+            return False
+    return True
+
+
 @njit(inline="always", **_JIT)
 def _lower_bound(words, lo, hi, key):
     """First position p in words[lo:hi] (sorted) with words[p] >= key."""
@@ -347,6 +498,58 @@ def _lower_bound(words, lo, hi, key):
     return lo
 
 
+@njit(**_JIT)
+def _fill_zero(out):
+    for i in range(out.shape[0]):
+        out[i] = F32_ZERO
+
+
+@njit(**_JIT)
+def _divide(out, p32):
+    for i in range(out.shape[0]):
+        out[i] = out[i] / p32
+
+
+@njit(**_JIT)
+def _add_dense(out, words):
+    for i in range(out.shape[0]):
+        out[i] = out[i] + _float(words[i])
+
+
+@njit(**_JIT)
+def _add_vgc(out, words, lo, E):
+    """out[index - lo] += sign * 2^(E - k - 127) for each VGC_Q4 word."""
+    e_top = np.uint32(E)
+    for j in range(words.shape[0]):
+        word = words[j]
+        q = _float(
+            ((word >> np.uint32(4)) & np.uint32(1)) << np.uint32(31)
+            | ((e_top - (word & np.uint32(0xF))) << np.uint32(23))
+        )
+        i = np.int64(word >> np.uint32(5)) - lo
+        out[i] = out[i] + q
+
+
+@njit(**_JIT)
+def _add_strom(out, words, lo, tau_bits):
+    """out[index - lo] += sign * tau for each STROM word."""
+    for j in range(words.shape[0]):
+        word = words[j]
+        i = np.int64(word >> np.uint32(1)) - lo
+        out[i] = out[i] + _float(((word & np.uint32(1)) << np.uint32(31)) | tau_bits)
+
+
+@njit(**_JIT)
+def _divide_touched(out, words, shift, lo, p32, done):
+    """out[i] = out[i] / p32 for each index i = word >> shift not yet in the bit set done."""
+    for j in range(words.shape[0]):
+        i = np.int64(words[j] >> shift) - lo
+        bit = np.uint64(1) << np.uint64(i & 63)
+        if (done[i >> 6] & bit) == 0:
+            done[i >> 6] |= bit
+            out[i] = out[i] / p32
+
+
 @njit(parallel=True, **_JIT)
 def _accumulate(out, words, start, codec, param, n_ranks, chunk):
     """out[i] = (sum over ranks, in rank order, of q_{w,i}) / float32(P), from +0.0.
@@ -354,41 +557,48 @@ def _accumulate(out, words, start, codec, param, n_ranks, chunk):
     words: uint32, every rank's words concatenated; rank w's are words[start[w]:start[w+1]]
     with codec[w] and param[w]. Chunks of out are independent: each one finds each rank's
     words for its index range by binary search (words are sorted by index) and adds them
-    in rank order while the chunk is in cache.
+    in rank order while the chunk is in cache. Then each element is divided by
+    float32(P) exactly once: the whole chunk when a rank is DENSE, else only the touched
+    elements (a bit set per chunk marks those done; untouched ones hold +0.0, and
+    +0.0 / P = +0.0).
     """
     n = out.shape[0]
     p32 = np.float32(n_ranks)
     n_chunks = (n + chunk - 1) // chunk
+    any_dense = False
+    for w in range(codec.shape[0]):
+        any_dense |= codec[w] == 0
     for c in prange(n_chunks):
         lo = c * chunk
         hi = min(lo + chunk, n)
-        for i in range(lo, hi):
-            out[i] = np.float32(0)
+        o = out[lo:hi]
+        # Zeroed chunk by chunk, so the adds find it in cache. (One memset of the whole
+        # output streams past the cache and is faster alone, but then every add misses.)
+        _fill_zero(o)
+        first = np.empty(codec.shape[0], np.int64)  # rank w's words for this chunk:
+        last = np.empty(codec.shape[0], np.int64)  # words[first[w]:last[w]]
         for w in range(codec.shape[0]):  # rank order
             a = start[w]
             b = start[w + 1]
             if codec[w] == 0:  # DENSE: word j is element j
-                for i in range(lo, hi):
-                    out[i] = out[i] + _float(np.int64(words[a + i]))
+                _add_dense(o, words[a + lo : a + hi])
+                first[w] = a + lo
+                last[w] = a + hi
             elif codec[w] == 1:  # VGC_Q4: index << 5 | sign << 4 | k
-                E = np.int64(param[w])
-                p = _lower_bound(words, a, b, np.int64(lo) << 5)
-                end = _lower_bound(words, p, b, np.int64(hi) << 5)
-                for j in range(p, end):
-                    word = np.int64(words[j])
-                    q = _float(((word >> 4) & 1) << 31 | ((E - (word & 0xF)) << 23))
-                    i = word >> 5
-                    out[i] = out[i] + q
+                first[w] = _lower_bound(words, a, b, np.int64(lo) << 5)
+                last[w] = _lower_bound(words, first[w], b, np.int64(hi) << 5)
+                _add_vgc(o, words[first[w] : last[w]], lo, param[w])
             else:  # STROM: index << 1 | sign; value sign * tau
-                tau_bits = np.int64(param[w])
-                p = _lower_bound(words, a, b, np.int64(lo) << 1)
-                end = _lower_bound(words, p, b, np.int64(hi) << 1)
-                for j in range(p, end):
-                    word = np.int64(words[j])
-                    i = word >> 1
-                    out[i] = out[i] + _float(((word & 1) << 31) | tau_bits)
-        for i in range(lo, hi):
-            out[i] = out[i] / p32
+                first[w] = _lower_bound(words, a, b, np.int64(lo) << 1)
+                last[w] = _lower_bound(words, first[w], b, np.int64(hi) << 1)
+                _add_strom(o, words[first[w] : last[w]], lo, np.uint32(param[w]))
+        if any_dense:
+            _divide(o, p32)
+        else:
+            done = np.zeros((hi - lo + 63) >> 6, np.uint64)
+            for w in range(codec.shape[0]):
+                shift = np.uint32(5) if codec[w] == 1 else np.uint32(1)
+                _divide_touched(o, words[first[w] : last[w]], shift, lo, p32, done)
 
 
 # --------------------------------------------------------------------------------------
@@ -450,6 +660,24 @@ def _write_back(state: SegmentState, r: np.ndarray, v: np.ndarray) -> None:
         state.v[...] = v
 
 
+_LOCAL = threading.local()
+
+
+def _scratch(n: int) -> np.ndarray:
+    """A uint32 buffer of at least n words, kept per thread and reused from step to step.
+
+    Pass 2 writes each chunk's words to its own stretch of it, touching only a few pages;
+    a fresh 4n-byte array each step would cost a page fault per touched page (a whole
+    2 MiB huge page where NumPy asks for those), which for 2^24 elements cost more than
+    pass 2 itself. The buffer never leaves this module: the words are copied out.
+    """
+    buf = getattr(_LOCAL, "scratch", None)
+    if buf is None or buf.shape[0] < n:
+        buf = np.empty(n, np.uint32)
+        _LOCAL.scratch = buf
+    return buf[:n]
+
+
 def _vgc_scan_checked(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParams):
     """Pass 1 and the error it finds, if any; returns (g, s, r, v, max_bits) for pass 2."""
     _check_vectors(state, g, s)
@@ -487,7 +715,7 @@ def vgc_step(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParam
     threshold = _send_threshold(E, params.tau32)
     feedback = params.residual == "feedback"
     counts = np.empty(_n_chunks(state.n), np.int64)
-    scratch = np.empty(state.n, np.uint32)  # chunk c's words start at c * CHUNK
+    scratch = _scratch(state.n)  # chunk c's words start at c * CHUNK
     _vgc_write(g, s, r, v, params.alpha32, params.zeta32, threshold, feedback, E, CHUNK, counts, scratch)
     offset, total = _exclusive_sum(counts)
     words = np.empty(total, np.uint32)
@@ -523,16 +751,57 @@ def strom_step(state: SegmentState, g: np.ndarray, params: StromParams) -> Packe
     return Packet(state.segment_id, state.n, Codec.STROM, tau_bits, words)
 
 
+def _fast_decode(message) -> list[Packet] | None:
+    """The packets of a message the reference decoder accepts; None if it may reject it.
+
+    Numba checks every rule of docs/format.md ("What a decoder rejects": framing, CRC-32,
+    content) without saying which one fails; returns None on any failure, and for input
+    that is not bytes, bytearray or memoryview. The packets' words are read-only views
+    of the message bytes, as the reference decoder's are of its copy.
+    """
+    if isinstance(message, bytes):
+        buf = message
+    elif isinstance(message, (bytearray, memoryview)):
+        try:
+            buf = memoryview(message).tobytes()  # a snapshot, as the reference takes
+        except (TypeError, ValueError):
+            return None
+    else:
+        return None
+    length = len(buf)
+    ok, table = _parse_frame(np.frombuffer(buf, np.uint8))
+    if not ok:
+        return None
+    if zlib.crc32(memoryview(buf)[: length - 4]) != int.from_bytes(buf[length - 4 :], "little"):
+        return None
+    words = np.frombuffer(buf, "<u4", count=length // 4).astype(np.uint32, copy=False)
+    if not _content_ok(words, table):
+        return None
+    packets = []
+    for segment_id, n, codec, param, count, offset, _ in table.tolist():
+        first = offset // 4
+        packets.append(Packet(segment_id, n, Codec(codec), param, words[first : first + count]))
+    return packets
+
+
 def decode_messages(messages: Sequence[bytes]) -> list[list[Packet]]:
-    """Decode P messages with the reference decoder; a FormatError gets ``rank``."""
+    """Decode P messages; a FormatError gets ``rank``, exactly as the reference's.
+
+    Each message goes through :func:`_fast_decode`; only a message it does not accept is
+    decoded by the reference decoder, which then raises the reference's error (or, should
+    the fast check ever be stricter than the reference, returns the packets).
+    """
     packet_lists = []
     for rank, message in enumerate(messages):
-        try:
-            packet_lists.append(decode_message(message))
-        except FormatError as err:
-            wrapped = FormatError(err.field, err.offset, f"{err.reason} (message of rank {rank})")
-            wrapped.rank = rank
-            raise wrapped from err
+        packets = _fast_decode(message)
+        if packets is None:
+            try:
+                packets = decode_message(message)
+            except FormatError as err:
+                wrapped = FormatError(err.field, err.offset, f"{err.reason} (message of rank {rank})")
+                wrapped.rank = rank
+                raise wrapped from err
+        packet_lists.append(packets)
     return packet_lists
 
 
@@ -578,9 +847,10 @@ def decode_accumulate(
 ) -> list[np.ndarray]:
     """Decode P messages and return g_hat; twin of :func:`vgc_ref.aggregate.decode_accumulate`.
 
-    Decoding and every check are the reference decoder's (vectorized NumPy; it validates
-    a whole message before returning), so exactly the same messages are rejected with the
-    same errors; the accumulation is one parallel kernel pass over each segment.
+    Each message is checked by :func:`_fast_decode` (every rule of docs/format.md, in
+    Numba); one it does not accept is handed to the reference decoder, so exactly the
+    same messages are rejected with the same errors. The layout and ``out`` checks are
+    the reference's own helpers; the accumulation is one parallel kernel per segment.
     """
     return accumulate_packets(decode_messages(messages), sizes, out)
 
