@@ -14,9 +14,12 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# The main job.
+# The main job: the MPI demo (docs/demo.md). MPIEXEC may name a cluster's own mpiexec;
+# DEMO_ARGS adds options, e.g. make demo DEMO_ARGS="--dataset digits".
+MPIEXEC ?= $(VENV)/bin/mpiexec
 demo: $(VENV)/.installed
-	$(PY) -m vgc_ref
+	NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MPIR_CVAR_ENABLE_HEAVY_YIELD=1 \
+	$(MPIEXEC) -n $(NP) $(PY) -m mpi4py -m mpi_demo train --compare none $(DEMO_ARGS)
 
 # Lint, then every test (each MPI test has its own timeout; the whole run one more).
 test: $(VENV)/.installed lint

@@ -1,0 +1,292 @@
+"""Command line of the demo: ``train`` and ``compare``.
+
+    mpiexec -n 4 python -m mpi4py -m mpi_demo train [options]
+    python -m mpi_demo train --simulate-ranks 4 [options]
+    python -m mpi_demo compare TRACE_A TRACE_B
+
+Every argument is checked before MPI is initialised (mpi4py initialises MPI when
+``mpi4py.MPI`` is first imported, which happens only in :class:`mpi_demo.comm.MPIComm`),
+so a bad argument costs no MPI start-up and leaves no rank waiting for another.
+
+Exit status: 0 success (``compare``: identical), 1 a run failed (``compare``: the traces
+differ), 2 a bad argument or an unusable trace or checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mpi_demo.config import METHODS, RESIDUALS, ConfigError, TrainConfig, validate
+from mpi_demo.data import DATASETS
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    return widths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m mpi_demo",
+        description="Train a NumPy MLP across MPI ranks with VGC and its baselines.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser(
+        "train",
+        help="train (under mpiexec, or with --simulate-ranks P in one process)",
+        description="Data-parallel momentum SGD of a small MLP; every rank compresses its gradient.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = t.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS, default=d.dataset)
+    g.add_argument("--samples", type=int, default=d.samples, help="synthetic samples (train + test)")
+    g.add_argument("--features", type=int, default=d.features, help="synthetic features")
+    g.add_argument("--classes", type=int, default=d.classes, help="synthetic classes")
+    g.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    g = t.add_argument_group("model and optimizer")
+    g.add_argument("--hidden", type=_hidden, default=d.hidden, help="hidden layer widths, e.g. 128,64")
+    g.add_argument("--epochs", type=int, default=d.epochs)
+    g.add_argument("--steps", type=int, default=d.steps, help="stop after this many steps")
+    g.add_argument("--batch", type=int, default=d.batch, help="global mini-batch, split over the ranks")
+    g.add_argument("--lr", type=float, default=d.lr)
+    g.add_argument("--momentum", type=float, default=d.momentum)
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="on weights, not biases")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g = t.add_argument_group("compression")
+    g.add_argument("--method", choices=METHODS, default=d.method)
+    g.add_argument("--alpha", type=float, default=d.alpha, help="vgc, hybrid")
+    g.add_argument("--zeta", type=float, default=d.zeta, help="vgc, hybrid")
+    g.add_argument("--tau", type=float, default=d.tau, help="strom, hybrid (> 0 there; 0 for vgc)")
+    g.add_argument("--residual", choices=RESIDUALS, default=d.residual)
+    g.add_argument("--backend", default=d.backend, help="vgc_ref backend: numpy, numba-cpu, ...")
+    g.add_argument(
+        "--compare",
+        choices=("none",),
+        default=None,
+        help="also train the uncompressed baseline with the same seed and print both",
+    )
+    g = t.add_argument_group("workers")
+    g.add_argument(
+        "--simulate-ranks",
+        type=int,
+        default=None,
+        metavar="P",
+        help="run P workers in this process without MPI (an oracle for mpiexec -n P)",
+    )
+    g = t.add_argument_group("output and files")
+    g.add_argument("--trace", default=None, metavar="PATH", help="write the trace (docs/trace.md)")
+    g.add_argument(
+        "--checksum-every",
+        type=int,
+        default=d.checksum_every,
+        metavar="N",
+        help="parameter digests in the trace every N steps",
+    )
+    g.add_argument(
+        "--log-every",
+        type=int,
+        default=d.log_every,
+        metavar="N",
+        help="also print a line every N steps (0: once per epoch)",
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress line on a terminal")
+    g.add_argument("--checkpoint", default=None, metavar="PATH")
+    g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="N")
+    g.add_argument("--resume", default=None, metavar="PATH", help="continue from a checkpoint")
+    # Testing aid (docs/demo.md): raise on one rank at one step to exercise the abort path.
+    g.add_argument("--fail-at-step", type=int, default=None, help=argparse.SUPPRESS)
+    g.add_argument("--fail-rank", type=int, default=0, help=argparse.SUPPRESS)
+
+    c = sub.add_parser(
+        "compare",
+        help="compare two traces",
+        description="Say whether two traces are "
+        "identical, or name the first step, rank and segment where they differ.",
+    )
+    c.add_argument("trace_a")
+    c.add_argument("trace_b")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        dataset=args.dataset,
+        samples=args.samples,
+        features=args.features,
+        classes=args.classes,
+        test_fraction=args.test_fraction,
+        hidden=tuple(args.hidden),
+        epochs=args.epochs,
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        method=args.method,
+        alpha=args.alpha,
+        zeta=args.zeta,
+        tau=args.tau,
+        residual=args.residual,
+        backend=args.backend,
+        seed=args.seed,
+        ranks=args.simulate_ranks,
+        trace=args.trace,
+        checksum_every=args.checksum_every,
+        log_every=args.log_every,
+        progress=not args.no_progress,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        fail_at_step=args.fail_at_step,
+        fail_rank=args.fail_rank,
+    )
+
+
+def check_files(config: TrainConfig, compare: str | None) -> None:
+    """The checks on paths and optional dependencies, before MPI starts."""
+    for option, path in (("--trace", config.trace), ("--checkpoint", config.checkpoint)):
+        if path is not None:
+            parent = Path(path).resolve().parent
+            if not parent.is_dir():
+                raise ConfigError(option, path, f"directory {parent} does not exist")
+            if not os.access(parent, os.W_OK):
+                raise ConfigError(option, path, f"directory {parent} is not writable")
+    if config.resume is not None and not Path(config.resume).is_file():
+        raise ConfigError("--resume", config.resume, "no such file")
+    if config.dataset == "digits" and importlib.util.find_spec("sklearn") is None:
+        raise ConfigError(
+            "--dataset",
+            "digits",
+            "needs scikit-learn, an optional dependency: pip install scikit-learn "
+            "(or pip install -e '.[digits]')",
+        )
+    if compare is not None and config.method == "none":
+        raise ConfigError("--compare", compare, "needs a compressing --method (vgc, strom or hybrid)")
+
+
+def baseline_of(config: TrainConfig) -> TrainConfig:
+    """The uncompressed run --compare none adds: same data, model, seed and optimizer; no files."""
+    return dataclasses.replace(
+        config,
+        method="none",
+        tau=0.0,
+        trace=None,
+        checkpoint=None,
+        checkpoint_every=0,
+        resume=None,
+        fail_at_step=None,
+    )
+
+
+def _summary(results, config: TrainConfig) -> list[str]:
+    from mpi_demo.train import _method_label
+
+    first = results[0][1]
+    lines = [
+        f"summary: {first.ranks} ranks, {first.steps} steps of {config.batch} samples, "
+        f"dataset {config.dataset}, {first.dense_bytes // 4} parameters ({first.dense_bytes} bytes dense)",
+        f"  {'method':<40} {'test acc':>8} {'ratio':>8} {'sent':>8} {'bytes/step':>10}  "
+        f"{'ms/step: compute variance compress comm':>40} {'wall':>7}",
+    ]
+    for cfg, r in results:
+        ms = " ".join(
+            f"{1e3 * r.time_per_step[p]:.2f}" for p in ("compute", "variance", "compress", "communicate")
+        )
+        lines.append(
+            f"  {_method_label(cfg):<40} {100 * r.test_accuracy:7.1f}% {r.compression_ratio:7.1f}x "
+            f"{100 * r.sent_fraction:7.2f}% {r.bytes_per_step:10.0f}  {ms:>40} {r.wall_seconds:6.1f}s"
+        )
+    if len(results) == 2:
+        a, b = results[0][1], results[1][1]
+        gap = 100 * (a.test_accuracy - b.test_accuracy)
+        lines.append(
+            f"  {results[0][0].method} vs none: test accuracy {gap:+.1f} points, "
+            f"{a.compression_ratio:.1f}x fewer bytes sent"
+        )
+    return lines
+
+
+def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    config = config_from_args(args)
+    try:
+        validate(config)
+        check_files(config, args.compare)
+    except ConfigError as err:
+        parser.error(str(err))  # exits with EXIT_USAGE; MPI has not been touched
+
+    from mpi_demo.checkpoint import CheckpointError
+    from mpi_demo.comm import MPIComm, SimulatedComm
+    from mpi_demo.data import DatasetUnavailableError
+    from mpi_demo.train import RankFailureError, run_training
+
+    if config.ranks is not None:
+        comm = SimulatedComm(config.ranks)
+    else:
+        try:
+            comm = MPIComm()
+        except ImportError as err:
+            print(
+                f"mpi_demo: error: mpi4py is not installed ({err}); run under mpiexec after "
+                "pip install -e '.[mpi]', or use --simulate-ranks P",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        runs = [config] + ([baseline_of(config)] if args.compare else [])
+        results = []
+        for cfg in runs:
+            results.append((cfg, run_training(cfg, comm, log=log)))
+        if comm.is_root:
+            for line in _summary(results, config):
+                log(line)
+        return EXIT_OK
+    except (ConfigError, CheckpointError, DatasetUnavailableError) as err:
+        # Raised alike on every rank (after a broadcast where needed): no abort needed.
+        if comm.is_root:
+            print(f"mpi_demo: error: {err}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except RankFailureError as err:
+        print(f"rank {err.rank}: {type(err.error).__name__}: {err.error}", file=sys.stderr, flush=True)
+        comm.abort(EXIT_FAILED)
+        return EXIT_FAILED
+    except Exception as err:
+        print(f"rank {comm.rank}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        comm.abort(EXIT_FAILED)
+        return EXIT_FAILED
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from mpi_demo.trace import TraceError, compare_files
+
+    try:
+        same, report = compare_files(args.trace_a, args.trace_b)
+    except (OSError, TraceError) as err:
+        print(f"mpi_demo compare: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    print(report)
+    return EXIT_OK if same else EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "compare":
+        return _compare(args)
+    return _train(args, parser)

@@ -1,0 +1,194 @@
+"""The demo's configuration: one frozen, validated container.
+
+Fields fall in two groups. Those in :data:`ARITHMETIC_FIELDS` decide every number the run
+computes; they are written into the trace header and the checkpoint, and a checkpoint
+is only resumed by a run whose arithmetic fields are equal. The rest (backend, how the
+workers run, output and files, fault injection) change nothing in the trace: the NumPy
+and Numba backends give the same bytes, and so do MPI ranks and simulated workers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mpi_demo.data import DATASETS, DIGITS_SAMPLES
+
+METHODS = ("none", "vgc", "strom", "hybrid")
+RESIDUALS = ("feedback", "reset")
+
+ARITHMETIC_FIELDS = (
+    "dataset",
+    "samples",
+    "features",
+    "classes",
+    "test_fraction",
+    "hidden",
+    "epochs",
+    "steps",
+    "batch",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "method",
+    "alpha",
+    "zeta",
+    "tau",
+    "residual",
+    "seed",
+    "checksum_every",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; names the option and the value."""
+
+    def __init__(self, option: str, value: object, reason: str) -> None:
+        self.option = option
+        self.value = value
+        super().__init__(f"{option} {value!r}: {reason}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs. Defaults are the README's demo."""
+
+    # data
+    dataset: str = "synthetic"
+    samples: int = 6000  # synthetic only
+    features: int = 32  # synthetic only
+    classes: int = 8  # synthetic only
+    test_fraction: float = 0.2
+    # model and optimizer
+    hidden: tuple[int, ...] = (128, 64)
+    epochs: int = 8
+    steps: int | None = None  # stop after this many steps (None: epochs * steps per epoch)
+    batch: int = 64  # global mini-batch, split over the ranks
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    # compression
+    method: str = "vgc"
+    alpha: float = 2.0
+    zeta: float = 0.999
+    tau: float = 0.0
+    residual: str = "feedback"
+    backend: str = "numpy"
+    seed: int = 0
+    # how the workers run
+    ranks: int | None = None  # simulated workers (None: MPI decides)
+    # output and files
+    trace: str | None = None
+    checksum_every: int = 10
+    log_every: int = 0  # also log every N steps (0: once per epoch)
+    progress: bool = True
+    checkpoint: str | None = None
+    checkpoint_every: int = 0
+    resume: str | None = None
+    # testing aid: raise on one rank at one step
+    fail_at_step: int | None = None
+    fail_rank: int = 0
+
+    def arithmetic(self) -> dict[str, Any]:
+        """The fields that fix the run's numbers, JSON-ready (for the trace and checkpoint)."""
+        d = asdict(self)
+        out = {k: d[k] for k in ARITHMETIC_FIELDS}
+        out["hidden"] = list(self.hidden)
+        for k in ("test_fraction", "lr", "momentum", "weight_decay", "alpha", "zeta", "tau"):
+            out[k] = float(out[k])
+        return out
+
+    def layer_sizes(self, n_features: int, n_classes: int) -> tuple[int, ...]:
+        return (n_features, *self.hidden, n_classes)
+
+
+def _positive_int(name: str, value: object, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(name, value, f"must be an integer >= {minimum}")
+
+
+def _finite(
+    name: str, value: object, low: float, high: float, low_open: bool = False, high_open=False
+) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ConfigError(name, value, f"must be a finite number in {lo}{low}, {high}{hi}")
+
+
+def validate(config: TrainConfig) -> None:
+    """Check every field on its own and against the others; raise ConfigError naming the first bad one.
+
+    The checks that need the rank count (batch >= ranks, fail_rank < ranks) are also done
+    here when ``ranks`` is known (simulation); under MPI, :func:`check_ranks` repeats them.
+    """
+    if config.dataset not in DATASETS:
+        raise ConfigError("--dataset", config.dataset, f"must be one of {', '.join(DATASETS)}")
+    _positive_int("--samples", config.samples, 2)
+    _positive_int("--features", config.features)
+    _positive_int("--classes", config.classes, 2)
+    _finite("--test-fraction", config.test_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    if not config.hidden:
+        raise ConfigError("--hidden", config.hidden, "needs at least one hidden layer")
+    for width in config.hidden:
+        _positive_int("--hidden", width)
+    _positive_int("--epochs", config.epochs)
+    if config.steps is not None:
+        _positive_int("--steps", config.steps)
+    _positive_int("--batch", config.batch)
+    _finite("--lr", config.lr, 0.0, math.inf, low_open=True, high_open=True)
+    _finite("--momentum", config.momentum, 0.0, 1.0, high_open=True)
+    _finite("--weight-decay", config.weight_decay, 0.0, math.inf, high_open=True)
+    if config.method not in METHODS:
+        raise ConfigError("--method", config.method, f"must be one of {', '.join(METHODS)}")
+    if config.residual not in RESIDUALS:
+        raise ConfigError("--residual", config.residual, f"must be one of {', '.join(RESIDUALS)}")
+    _finite("--alpha", config.alpha, 0.0, math.inf, low_open=True, high_open=True)
+    _finite("--zeta", config.zeta, 0.0, 1.0)
+    _finite("--tau", config.tau, 0.0, math.inf, high_open=True)
+    if config.method == "vgc" and config.tau != 0:
+        raise ConfigError("--tau", config.tau, "must be 0 for --method vgc (use --method hybrid for tau > 0)")
+    if config.method in ("strom", "hybrid") and not config.tau > 0:
+        raise ConfigError("--tau", config.tau, f"must be > 0 for --method {config.method}")
+    _positive_int("--seed", config.seed, 0)
+    _positive_int("--checksum-every", config.checksum_every)
+    _positive_int("--log-every", config.log_every, 0)
+    _positive_int("--checkpoint-every", config.checkpoint_every, 0)
+    if config.checkpoint_every and not config.checkpoint:
+        raise ConfigError("--checkpoint-every", config.checkpoint_every, "needs --checkpoint PATH")
+    if config.fail_at_step is not None:
+        _positive_int("--fail-at-step", config.fail_at_step, 0)
+    _positive_int("--fail-rank", config.fail_rank, 0)
+    _check_backend(config.backend)
+    samples = config.samples if config.dataset == "synthetic" else DIGITS_SAMPLES
+    n_train = samples - round(config.test_fraction * samples)
+    if n_train < config.batch:
+        raise ConfigError(
+            "--batch", config.batch, f"exceeds the {n_train} training samples of {config.dataset}"
+        )
+    if config.ranks is not None:
+        _positive_int("--simulate-ranks", config.ranks)
+        check_ranks(config, config.ranks)
+
+
+def check_ranks(config: TrainConfig, ranks: int) -> None:
+    """The checks that need P: every rank gets at least one sample; the fault rank exists."""
+    if config.batch < ranks:
+        raise ConfigError("--batch", config.batch, f"must be >= the number of ranks ({ranks})")
+    if config.fail_at_step is not None and config.fail_rank >= ranks:
+        raise ConfigError("--fail-rank", config.fail_rank, f"must be < the number of ranks ({ranks})")
+
+
+def _check_backend(name: str) -> None:
+    from vgc_ref.backends import backend_names, get_backend
+
+    if name not in backend_names():
+        raise ConfigError("--backend", name, f"must be one of {', '.join(backend_names())}")
+    try:
+        get_backend(name)
+    except ImportError as err:
+        raise ConfigError("--backend", name, f"cannot run here ({err})") from err
