@@ -50,6 +50,33 @@ def _check_out(out: Sequence[np.ndarray] | None, sizes: Sequence[int]) -> None:
             raise InputError(f"out[{j}]", "a read-only array", "must be writeable")
 
 
+def rank_ordered_segments(
+    packet_lists: Sequence[Sequence[Packet]],
+    sizes: Sequence[int],
+    out: Sequence[np.ndarray] | None = None,
+) -> tuple[list[int], list[list[Packet]]]:
+    """Check P workers' packets against the layout and ``out``; regroup them by segment.
+
+    Every backend's aggregation starts here, so all of them reject the same inputs with
+    the same errors: :class:`~vgc_ref.errors.InputError` for no ranks or a bad ``out``,
+    :class:`~vgc_ref.errors.SegmentMismatchError` for a layout mismatch.
+
+    Returns
+    -------
+    sizes : list of int
+        n of each segment id 0 .. S-1.
+    segments : list of S lists of P packets
+        ``segments[j][w]`` is rank w's packet of segment j: rank order.
+    """
+    if len(packet_lists) == 0:
+        raise InputError("packet_lists", "0 ranks", "needs at least one worker's packets")
+    sizes = [int(n) for n in sizes]
+    _check_layout(packet_lists, sizes)
+    _check_out(out, sizes)
+    by_id = [{p.segment_id: p for p in packets} for packets in packet_lists]
+    return sizes, [[ranks[j] for ranks in by_id] for j in range(len(sizes))]
+
+
 def aggregate_packets(
     packet_lists: Sequence[Sequence[Packet]],
     sizes: Sequence[int],
@@ -72,21 +99,15 @@ def aggregate_packets(
     list of S float32 arrays
         g_hat per segment (``out`` itself when given).
     """
-    n_ranks = len(packet_lists)
-    if n_ranks == 0:
-        raise InputError("packet_lists", "0 ranks", "needs at least one worker's packets")
-    sizes = [int(n) for n in sizes]
-    _check_layout(packet_lists, sizes)
-    _check_out(out, sizes)
-
-    acc = [np.zeros(n, np.float32) for n in sizes]  # +0.0 everywhere
-    for packets in packet_lists:  # rank order
-        for p in packets:
+    sizes, segments = rank_ordered_segments(packet_lists, sizes, out)
+    p32 = np.float32(len(packet_lists))
+    g_hat = []
+    for n, packets in zip(sizes, segments):
+        acc = np.zeros(n, np.float32)  # +0.0 everywhere
+        for p in packets:  # rank order
             index, value = packet_entries(p)  # int64[count] (unique), float32[count]
-            a = acc[p.segment_id]
-            a[index] = a[index] + value
-    p32 = np.float32(n_ranks)
-    g_hat = [a / p32 for a in acc]
+            acc[index] = acc[index] + value
+        g_hat.append(acc / p32)
     if out is None:
         return g_hat
     for buf, g in zip(out, g_hat):

@@ -49,7 +49,7 @@ from numba.core.extending import intrinsic
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from vgc_ref import quantize
-from vgc_ref.aggregate import _check_layout, _check_out
+from vgc_ref.aggregate import rank_ordered_segments
 from vgc_ref.backends import Backend
 from vgc_ref.criterion import check_finite
 from vgc_ref.encoding import decode_message
@@ -812,16 +812,9 @@ def accumulate_packets(
 ) -> list[np.ndarray]:
     """Rank-ordered mean of P workers' packets; twin of :func:`vgc_ref.aggregate.aggregate_packets`."""
     n_ranks = len(packet_lists)
-    if n_ranks == 0:
-        raise InputError("packet_lists", "0 ranks", "needs at least one worker's packets")
-    sizes = [int(n) for n in sizes]
-    _check_layout(packet_lists, sizes)
-    _check_out(out, sizes)
-
-    by_segment = [{p.segment_id: p for p in packets} for packets in packet_lists]
+    sizes, segments = rank_ordered_segments(packet_lists, sizes, out)
     result = []
-    for j, n in enumerate(sizes):
-        packets = [ranks[j] for ranks in by_segment]  # rank order
+    for j, (n, packets) in enumerate(zip(sizes, segments)):  # packets: rank order
         lengths = np.array([p.count for p in packets], np.int64)
         start = np.zeros(n_ranks + 1, np.int64)
         np.cumsum(lengths, out=start[1:])

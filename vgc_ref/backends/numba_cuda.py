@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import config, cuda
 
-from vgc_ref.aggregate import _check_layout, _check_out
+from vgc_ref.aggregate import rank_ordered_segments
 from vgc_ref.backends import Backend
 from vgc_ref.backends.numba_cpu import (
     G_NONFINITE,
@@ -53,7 +53,6 @@ from vgc_ref.backends.numba_cpu import (
     _send_threshold,
     decode_messages,
 )
-from vgc_ref.errors import InputError
 from vgc_ref.packet import Codec, Packet
 from vgc_ref.params import StromParams, VGCParams
 from vgc_ref.state import SegmentState
@@ -477,17 +476,11 @@ def decode_accumulate(
     """
     packet_lists = decode_messages(messages)
     n_ranks = len(packet_lists)
-    if n_ranks == 0:
-        raise InputError("packet_lists", "0 ranks", "needs at least one worker's packets")
-    sizes = [int(n) for n in sizes]
-    _check_layout(packet_lists, sizes)
-    _check_out(out, sizes)
-    by_segment = [{p.segment_id: p for p in packets} for packets in packet_lists]
+    sizes, segments = rank_ordered_segments(packet_lists, sizes, out)
     result = []
-    for j, n in enumerate(sizes):
+    for j, (n, packets) in enumerate(zip(sizes, segments)):
         d_acc = cuda.to_device(np.zeros(n, np.float32))
-        for ranks in by_segment:  # rank order: one launch after another
-            p = ranks[j]
+        for p in packets:  # rank order: one launch after another
             if p.count:
                 d_words = cuda.to_device(np.ascontiguousarray(p.words))
                 _add_words_kernel[_blocks(p.count), TPB](d_acc, d_words, int(p.codec), int(p.param))
