@@ -27,6 +27,7 @@ test: $(VENV)/.installed lint
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 example: $(VENV)/.installed
 	$(PY) -m vgc_ref

@@ -1,8 +1,9 @@
-"""Command line of the demo: ``train`` and ``compare``.
+"""Command line of the demo: ``train``, ``compare`` and ``sweep``.
 
     mpiexec -n 4 python -m mpi4py -m mpi_demo train [options]
     python -m mpi_demo train --simulate-ranks 4 [options]
     python -m mpi_demo compare TRACE_A TRACE_B
+    python -m mpi_demo sweep [--quick]          # docs/results.md, see mpi_demo.sweep
 
 Every argument is checked before MPI is initialised (mpi4py initialises MPI when
 ``mpi4py.MPI`` is first imported, which happens only in :class:`mpi_demo.comm.MPIComm`),
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--zeta", type=float, default=d.zeta, help="vgc, hybrid")
     g.add_argument("--tau", type=float, default=d.tau, help="strom, hybrid (> 0 there; 0 for vgc)")
     g.add_argument("--residual", choices=RESIDUALS, default=d.residual)
+    g.add_argument("--fraction", type=float, default=d.fraction, help="topk: share of each segment sent")
     g.add_argument("--backend", default=d.backend, help="vgc_ref backend: numpy, numba-cpu, ...")
     g.add_argument(
         "--compare",
@@ -118,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("trace_a")
     c.add_argument("trace_b")
+
+    from mpi_demo import sweep
+
+    s = sub.add_parser(
+        "sweep",
+        help="compression ratio against accuracy over a grid of methods (docs/results.md)",
+        description="Train every configuration of the grid with 4 ranks; write the results table and plot.",
+    )
+    sweep.add_arguments(s)
     return parser
 
 
@@ -140,6 +151,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         zeta=args.zeta,
         tau=args.tau,
         residual=args.residual,
+        fraction=args.fraction,
         backend=args.backend,
         seed=args.seed,
         ranks=args.simulate_ranks,
@@ -174,7 +186,7 @@ def check_files(config: TrainConfig, compare: str | None) -> None:
             "(or pip install -e '.[digits]')",
         )
     if compare is not None and config.method == "none":
-        raise ConfigError("--compare", compare, "needs a compressing --method (vgc, strom or hybrid)")
+        raise ConfigError("--compare", compare, "needs a compressing --method (vgc, strom, hybrid or topk)")
 
 
 def baseline_of(config: TrainConfig) -> TrainConfig:
@@ -289,4 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "compare":
         return _compare(args)
+    if args.command == "sweep":
+        from mpi_demo import sweep
+
+        return sweep.run_cli(args, list(argv) if argv is not None else None)
     return _train(args, parser)

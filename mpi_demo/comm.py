@@ -22,7 +22,11 @@ rank order by the same function. That is what makes ``--simulate-ranks P`` an or
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
+
+#: Seconds a failing rank waits after writing its error, before MPI_Abort.
+ABORT_GRACE_S = 0.5
 
 
 class SimulatedComm:
@@ -82,4 +86,8 @@ class MPIComm:
     def abort(self, code: int = 1) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        # The launcher forwards each rank's output through a pipe; MPI_Abort tears the
+        # job down at once and can drop what this rank just wrote (the error line the
+        # user needs). A moment's grace lets it through; the job still ends promptly.
+        time.sleep(ABORT_GRACE_S)
         self._comm.Abort(code)

@@ -15,7 +15,7 @@ from typing import Any
 
 from mpi_demo.data import DATASETS, DIGITS_SAMPLES
 
-METHODS = ("none", "vgc", "strom", "hybrid")
+METHODS = ("none", "vgc", "strom", "hybrid", "topk")
 RESIDUALS = ("feedback", "reset")
 
 ARITHMETIC_FIELDS = (
@@ -36,6 +36,7 @@ ARITHMETIC_FIELDS = (
     "zeta",
     "tau",
     "residual",
+    "fraction",
     "seed",
     "checksum_every",
 )
@@ -74,6 +75,7 @@ class TrainConfig:
     zeta: float = 0.999
     tau: float = 0.0
     residual: str = "feedback"
+    fraction: float = 0.01  # topk: share of each segment sent
     backend: str = "numpy"
     seed: int = 0
     # how the workers run
@@ -95,7 +97,7 @@ class TrainConfig:
         d = asdict(self)
         out = {k: d[k] for k in ARITHMETIC_FIELDS}
         out["hidden"] = list(self.hidden)
-        for k in ("test_fraction", "lr", "momentum", "weight_decay", "alpha", "zeta", "tau"):
+        for k in ("test_fraction", "lr", "momentum", "weight_decay", "alpha", "zeta", "tau", "fraction"):
             out[k] = float(out[k])
         return out
 
@@ -150,8 +152,11 @@ def validate(config: TrainConfig) -> None:
     _finite("--alpha", config.alpha, 0.0, math.inf, low_open=True, high_open=True)
     _finite("--zeta", config.zeta, 0.0, 1.0)
     _finite("--tau", config.tau, 0.0, math.inf, high_open=True)
+    _finite("--fraction", config.fraction, 0.0, 1.0, low_open=True)
     if config.method == "vgc" and config.tau != 0:
         raise ConfigError("--tau", config.tau, "must be 0 for --method vgc (use --method hybrid for tau > 0)")
+    if config.method == "topk" and config.tau != 0:
+        raise ConfigError("--tau", config.tau, "must be 0 for --method topk")
     if config.method in ("strom", "hybrid") and not config.tau > 0:
         raise ConfigError("--tau", config.tau, f"must be > 0 for --method {config.method}")
     _positive_int("--seed", config.seed, 0)

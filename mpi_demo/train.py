@@ -243,6 +243,7 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
                 zeta=config.zeta,
                 tau=config.tau,
                 residual=config.residual,
+                fraction=config.fraction,
                 backend=config.backend,
             ),
         )
@@ -432,6 +433,8 @@ def _method_label(config: TrainConfig) -> str:
         return f"strom (tau={config.tau:g})"
     if config.method == "hybrid":
         return f"hybrid (alpha={config.alpha:g}, zeta={config.zeta:g}, tau={config.tau:g})"
+    if config.method == "topk":
+        return f"topk (fraction={config.fraction:g})"
     return "none (dense float32)"
 
 
