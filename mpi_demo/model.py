@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mpi_demo.data import INIT_STREAM
+from vgc_ref.variance import dense_grad, dense_var
 
 
 def segment_layout(sizes: Sequence[int]) -> list[tuple[str, tuple[int, ...]]]:
@@ -125,21 +126,20 @@ def backward(
 
 
 def weight_grads(xs: Sequence[np.ndarray], deltas: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """g of every segment (step 3): x^T D and sum_z D, flattened, as in vgc_ref.dense_grad_var."""
+    """g of every segment (step 3): vgc_ref.variance.dense_grad per layer, flattened."""
     grads = []
     for x, d in zip(xs, deltas):
-        grads.append((x.T @ d).ravel())
-        grads.append(d.sum(axis=0, dtype=d.dtype))
+        g_w, g_b = dense_grad(x, d)
+        grads += [g_w.ravel(), g_b]
     return grads
 
 
 def variance_terms(xs: Sequence[np.ndarray], deltas: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """s of every segment (step 4): (x*x)^T (D*D) and sum_z D^2, as in vgc_ref.dense_grad_var."""
+    """s of every segment (step 4): vgc_ref.variance.dense_var per layer, flattened."""
     terms = []
     for x, d in zip(xs, deltas):
-        d2 = d * d
-        terms.append(((x * x).T @ d2).ravel())
-        terms.append(d2.sum(axis=0, dtype=d.dtype))
+        s_w, s_b = dense_var(x, d)
+        terms += [s_w.ravel(), s_b]
     return terms
 
 

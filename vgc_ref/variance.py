@@ -14,8 +14,9 @@ of W is grad_W(l_z) = B * outer(x_z, D_z). Hence, exactly in real arithmetic::
     g_b = sum_z D_z                s_b = sum_z D_z^2
 
 one extra matrix product on squared operands and no per-sample gradients.
-:func:`dense_grad_var` computes that; :func:`per_sample_dense_grad_var` is the slow,
-obvious computation it must agree with.
+:func:`dense_grad_var` computes that (:func:`dense_grad` and :func:`dense_var` are its
+two halves); :func:`per_sample_dense_grad_var` is the slow, obvious computation it must
+agree with.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def _check_pair(x: np.ndarray, delta: np.ndarray) -> None:
         raise InputError("x", f"shape {x.shape}", "needs at least one sample")
 
 
-def dense_grad_var(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Gradient and variance term of W and b for a dense layer, from x and D.
+def dense_grad(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient of W and b for a dense layer: ``g_W = x^T D``, ``g_b = sum_z D_z``.
 
     Parameters
     ----------
@@ -51,15 +52,45 @@ def dense_grad_var(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.nda
 
     Returns
     -------
-    g_W, s_W : float32[in, out]
-    g_b, s_b : float32[out]
+    g_W : float32[in, out]
+    g_b : float32[out]
+    """
+    _check_pair(x, delta)
+    g_w = x.T @ delta  # float32[in, out]
+    g_b = delta.sum(axis=0, dtype=np.float32)  # float32[out]
+    return g_w, g_b
+
+
+def dense_var(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Variance term of W and b: ``s_W = (x*x)^T (D*D)``, ``s_b = sum_z D_z^2``.
+
+    The one extra matrix product VGC pays for its variance estimate; arguments as in
+    :func:`dense_grad`.
+
+    Returns
+    -------
+    s_W : float32[in, out]
+    s_b : float32[out]
     """
     _check_pair(x, delta)
     d2 = delta * delta  # float32[B, out]
-    g_w = x.T @ delta  # float32[in, out]
     s_w = (x * x).T @ d2  # float32[in, out]
-    g_b = delta.sum(axis=0, dtype=np.float32)  # float32[out]
     s_b = d2.sum(axis=0, dtype=np.float32)  # float32[out]
+    return s_w, s_b
+
+
+def dense_grad_var(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Gradient and variance term of W and b for a dense layer, from x and D.
+
+    :func:`dense_grad` and :func:`dense_var` together.
+
+    Returns
+    -------
+    g_W, s_W : float32[in, out]
+    g_b, s_b : float32[out]
+    """
+    g_w, g_b = dense_grad(x, delta)
+    s_w, s_b = dense_var(x, delta)
     return g_w, s_w, g_b, s_b
 
 
