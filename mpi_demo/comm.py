@@ -21,9 +21,24 @@ rank order by the same function. That is what makes ``--simulate-ranks P`` an or
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
+
+
+def mpi_env() -> dict[str, str]:
+    """Environment for an mpiexec job of the demo: one thread per rank, and ranks that yield
+    the CPU while they wait (more ranks than cores share the machine)."""
+    env = dict(os.environ)
+    env.update(
+        NUMBA_NUM_THREADS="1",
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+        MPIR_CVAR_ENABLE_HEAVY_YIELD="1",
+    )
+    return env
+
 
 #: Seconds a failing rank waits after writing its error, before MPI_Abort.
 ABORT_GRACE_S = 0.5

@@ -30,24 +30,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mpi_demo.comm import mpi_env
+
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 RANKS = 4
 PING_SIZES = (16, 1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20)
-
-
-def mpi_env() -> dict[str, str]:
-    """Environment of every mpiexec job: one thread per rank, and ranks that yield the CPU
-    while they wait (4 ranks share 2 cores)."""
-    env = dict(os.environ)
-    env.update(
-        NUMBA_NUM_THREADS="1",
-        OMP_NUM_THREADS="1",
-        OPENBLAS_NUM_THREADS="1",
-        MPIR_CVAR_ENABLE_HEAVY_YIELD="1",
-    )
-    return env
 
 
 def mpiexec() -> str:

@@ -194,7 +194,8 @@ def run_mpi(spec: Spec, seed: int, overrides: dict[str, Any] | None = None) -> d
             "_mpi-worker",
             json.dumps(job),
         ]
-        from mpi_demo.costcheck import mpi_env, mpiexec
+        from mpi_demo.comm import mpi_env
+        from mpi_demo.costcheck import mpiexec
 
         cmd[0] = mpiexec()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=mpi_env(), timeout=900)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mpi_demo import checkpoint, cli, model, trace
+from mpi_demo import checkpoint, cli, comm, model, trace
 from mpi_demo.checkpoint import CheckpointError
 from mpi_demo.config import ConfigError, TrainConfig
 from mpi_demo.train import RankFailureError, run_training
@@ -39,14 +39,9 @@ def small(**changes) -> TrainConfig:
 
 
 def mpi_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        NUMBA_NUM_THREADS="1",
-        OMP_NUM_THREADS="1",
-        OPENBLAS_NUM_THREADS="1",
-        MPIR_CVAR_ENABLE_HEAVY_YIELD="1",
-        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-    )
+    """The demo's mpiexec environment, with this checkout first on the path."""
+    env = comm.mpi_env()
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
