@@ -1,0 +1,752 @@
+"""An independent PyTorch implementation of the MPI demo's training job.
+
+Written from the documentation alone -- docs/demo.md "Arithmetic of one step" (the portable
+primitives, the generator, the data and initial parameters, the step), docs/algorithm.md (the
+VGC step and the rank-ordered aggregation), docs/format.md (the message bytes) and
+docs/trace.md (the records) -- without importing ``mpi_demo`` or ``vgc_ref``. It runs the P
+workers in one process, as ``python -m mpi_demo train --simulate-ranks P`` does, and writes a
+trace that ``python -m mpi_demo compare`` checks against the demo's::
+
+    python examples/torch_replica/replica.py --method vgc --ranks 4 --trace replica.jsonl
+    python -m mpi_demo train --simulate-ranks 4 --trace demo.jsonl
+    python -m mpi_demo compare demo.jsonl replica.jsonl
+
+Every float32 operation below is one PyTorch elementwise operation on float32 tensors, so it
+is rounded on its own (eager PyTorch fuses nothing); float32 hyperparameters are 0-d float32
+tensors, so no operation mixes in a float64 scalar. Ordered products and sums are loops over
+the reduction index, vectorized over everything else: the demo's per-sample rows, the
+outputs, and the P workers (whose shards are stacked into one [P, B_max, ...] tensor, shorter
+shards padded with rows whose D is +0.0, which adds nothing to an accumulator that is never
+-0.0). The VGC criterion and quantization work on the integer bit patterns
+(``tensor.view(torch.int32)``). Messages are built with ``struct`` and ``zlib.crc32``.
+
+Supported: ``--dataset synthetic`` and the methods ``vgc``, ``hybrid`` (VGC with tau > 0) and
+``none`` (dense float32), residual ``feedback`` or ``reset``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import itertools
+import json
+import math
+import struct
+import sys
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+F32 = torch.float32
+F64 = torch.float64
+I32 = torch.int32
+I64 = torch.int64
+
+# --------------------------------------------------------------------------------------------
+# Configuration: the `config` object of docs/trace.md, with the demo's defaults
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    """The options that fix the arithmetic, in the key order of docs/trace.md's `config`."""
+
+    dataset: str = "synthetic"
+    samples: int = 6000
+    features: int = 32
+    classes: int = 8
+    test_fraction: float = 0.2
+    hidden: list = field(default_factory=lambda: [128, 64])
+    epochs: int = 8
+    steps: int | None = None
+    batch: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    method: str = "vgc"
+    alpha: float = 2.0
+    zeta: float = 0.999
+    tau: float = 0.0
+    residual: str = "feedback"
+    fraction: float = 0.01
+    seed: int = 0
+    checksum_every: int = 10
+
+
+# --------------------------------------------------------------------------------------------
+# Generator: SplitMix64 (docs/demo.md "Generator")
+# --------------------------------------------------------------------------------------------
+
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+MIX1 = 0xBF58476D1CE4E5B9
+MIX2 = 0x94D049BB133111EB
+
+
+def _signed(u: int) -> int:
+    """The int64 with the bits of the uint64 ``u`` (tensors hold uint64 values this way)."""
+    return u - (1 << 64) if u >= 1 << 63 else u
+
+
+def mix_int(z: int) -> int:
+    """SplitMix64's finalizer on one Python integer (arithmetic modulo 2^64)."""
+    z = ((z ^ (z >> 30)) * MIX1) & MASK64
+    z = ((z ^ (z >> 27)) * MIX2) & MASK64
+    return z ^ (z >> 31)
+
+
+def key(seed: int, *tags: int) -> int:
+    """key(seed, t1, t2, ...): K = mix(seed + GOLDEN); K = mix((K ^ t) + GOLDEN) per tag."""
+    k = mix_int((seed + GOLDEN) & MASK64)
+    for t in tags:
+        k = mix_int(((k ^ t) + GOLDEN) & MASK64)
+    return k
+
+
+def _srl(z: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 tensors holding uint64 bits."""
+    return (z >> s) & ((1 << (64 - s)) - 1)
+
+
+def _mix(z: torch.Tensor) -> torch.Tensor:
+    """mix() on an int64 tensor; int64 multiplication wraps modulo 2^64 like uint64's."""
+    z = (z ^ _srl(z, 30)) * _signed(MIX1)
+    z = (z ^ _srl(z, 27)) * _signed(MIX2)
+    return z ^ _srl(z, 31)
+
+
+def bits(k: int, i: torch.Tensor) -> torch.Tensor:
+    """bits(K, i) = mix(K + (i + 1) * GOLDEN), the i-th number of stream K (int64 tensor)."""
+    return _mix((i.to(I64) + 1) * _signed(GOLDEN) + _signed(k))
+
+
+def uniform(k: int, i: torch.Tensor) -> torch.Tensor:
+    """uniform(K, i) = float64(bits(K, i) >> 11) * 2^-53, in [0, 1), exact."""
+    return _srl(bits(k, i), 11).to(F64) * 2.0**-53
+
+
+def normal(k: int, i: torch.Tensor) -> torch.Tensor:
+    """normal(K, i): twelve uniforms added in order from 0.0, minus 6.0 (Irwin-Hall)."""
+    base = i.to(I64) * 12
+    acc = torch.zeros(i.shape, dtype=F64)
+    for j in range(12):
+        acc = acc + uniform(k, base + j)
+    return acc - 6.0
+
+
+def below(k: int, i: torch.Tensor, m: int) -> torch.Tensor:
+    """below(K, i, m) = ((bits(K, i) >> 32) * m) >> 32, an integer in [0, m)."""
+    return _srl(_srl(bits(k, i), 32) * m, 32)
+
+
+def permutation(k: int, n: int) -> torch.Tensor:
+    """0..n-1 sorted by bits(K, i) as unsigned integers, ties by the lower index."""
+    b = bits(k, torch.arange(n, dtype=I64)) ^ _signed(1 << 63)  # unsigned order as signed
+    return torch.sort(b, stable=True).indices
+
+
+# --------------------------------------------------------------------------------------------
+# Data and initial parameters (docs/demo.md "Data and initial parameters"), float64
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    x_train: torch.Tensor  # float32[N_train, F]
+    y_train: torch.Tensor  # int64[N_train]
+    x_test: torch.Tensor  # float32[N_test, F]
+    y_test: torch.Tensor  # int64[N_test]
+
+
+def synthetic(seed: int, n: int, f: int, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The synthetic task before the split: x float64[N, F] and labels int64[N]."""
+    clusters, latent = 4 * c, 8
+    centre = 2.0 * normal(key(seed, 0, 0), torch.arange(clusters * latent).reshape(clusters, latent))
+    cluster = below(key(seed, 0, 1), torch.arange(n), clusters)  # int64[N]
+    z = centre[cluster] + normal(key(seed, 0, 2), torch.arange(n * latent).reshape(n, latent))
+    lmap = normal(key(seed, 0, 3), torch.arange(latent * f).reshape(latent, f)) * (1.0 / math.sqrt(8.0))
+    a = torch.zeros((n, f), dtype=F64)
+    for d in range(latent):  # in order, from 0.0
+        a = a + z[:, d : d + 1] * lmap[d : d + 1, :]
+    x = a / (1.0 + a.abs()) + 0.3 * normal(key(seed, 0, 4), torch.arange(n * f).reshape(n, f))
+    y = cluster // 4
+    flip = uniform(key(seed, 0, 5), torch.arange(n)) < 0.05
+    y = torch.where(flip, below(key(seed, 0, 6), torch.arange(n), c), y)
+    return x, y
+
+
+def split_standardise(x: torch.Tensor, y: torch.Tensor, seed: int, test_fraction: float) -> Dataset:
+    """Split with permutation(key(seed, 0, 7), N); standardise with the training split's moments."""
+    n = x.shape[0]
+    order = permutation(key(seed, 0, 7), n)
+    n_test = round(test_fraction * n)
+    test, train = order[:n_test], order[n_test:]
+    xt = x[train]
+    mean = torch.zeros(x.shape[1], dtype=F64)
+    for row in xt:  # added in order
+        mean = mean + row
+    mean = mean / xt.shape[0]
+    var = torch.zeros(x.shape[1], dtype=F64)
+    for row in xt:
+        dev = row - mean
+        var = var + dev * dev
+    var = var / xt.shape[0]
+    std = torch.sqrt(var)
+    std = torch.where(std == 0.0, torch.ones_like(std), std)
+    return Dataset(
+        ((xt - mean) / std).to(F32),
+        y[train],
+        ((x[test] - mean) / std).to(F32),
+        y[test],
+    )
+
+
+def init_params(sizes: list[int], seed: int) -> list[torch.Tensor]:
+    """He-normal weights W[i, j] = float32(normal(key(seed, 1, l), out*i + j) * sqrt(2/in)), b = 0."""
+    params = []
+    for layer, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        idx = torch.arange(n_in * n_out).reshape(n_in, n_out)
+        params.append((normal(key(seed, 1, layer), idx) * math.sqrt(2.0 / n_in)).to(F32))
+        params.append(torch.zeros(n_out, dtype=F32))
+    return params
+
+
+def epoch_order(seed: int, epoch: int, n_train: int) -> torch.Tensor:
+    """order_e = permutation(key(seed, 2, e), N_train)."""
+    return permutation(key(seed, 2, epoch), n_train)
+
+
+# --------------------------------------------------------------------------------------------
+# Portable primitives (docs/demo.md "Portable primitives")
+# --------------------------------------------------------------------------------------------
+
+
+def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Ordered product of a: float32[..., m, K] and b: float32[..., K, n].
+
+    acc = +0.0; for k = 0..K-1: acc = acc (+) (a[..., :, k] (x) b[..., k, :]). Transposed
+    operands are passed as views (``w.T``), which reads their elements in place.
+    """
+    acc = torch.zeros((*a.shape[:-1], b.shape[-1]), dtype=F32)
+    for k in range(a.shape[-1]):
+        acc = acc + a[..., :, k : k + 1] * b[..., k : k + 1, :]
+    return acc
+
+
+def rowsum(a: torch.Tensor) -> torch.Tensor:
+    """rowsum(A)[i] = +0.0 (+) A[i, 0] (+) ... (+) A[i, n-1]."""
+    acc = torch.zeros(a.shape[:-1], dtype=F32)
+    for j in range(a.shape[-1]):
+        acc = acc + a[..., j]
+    return acc
+
+
+INV_LN2 = float.fromhex("0x1.71547652b82fep+0")
+LN2_HI = float.fromhex("0x1.62e42fee00000p-1")
+LN2_LO = float.fromhex("0x1.a39ef35793c76p-33")
+EXP_C = [1.0 / math.factorial(k) for k in range(14)]
+SQRT_HALF = float.fromhex("0x1.6a09e667f3bcdp-1")
+LN2 = float.fromhex("0x1.62e42fefa39efp-1")
+LOG_Q = [0.0] + [2.0 / (2 * k + 1) for k in range(1, 11)]
+
+
+def exp32(x: torch.Tensor) -> torch.Tensor:
+    """exp32 of float32 x, the documented float64 algorithm, rounded once to float32."""
+    X = x.to(F64)
+    n = torch.round(X * INV_LN2)  # ties to even
+    r = (X - n * LN2_HI) - n * LN2_LO
+    p = torch.full_like(X, EXP_C[13])
+    for k in range(12, -1, -1):
+        p = p * r + EXP_C[k]
+    # p * 2^n, exact: 2^n built from its bit pattern (a normal float64 for every n that
+    # reaches the result; n is clamped only where the result is replaced below)
+    scale = ((torch.clamp(n, -1000.0, 1000.0).to(I64) + 1023) << 52).view(F64)
+    y = (p * scale).to(F32)
+    y = torch.where(X > 89.0, torch.full_like(y, math.inf), y)
+    return torch.where(X < -104.0, torch.zeros_like(y), y)
+
+
+def log32(x: torch.Tensor) -> torch.Tensor:
+    """log32 of float32 x > 0, finite: the documented float64 algorithm, rounded once."""
+    X = x.to(F64)
+    m, e = torch.frexp(X)  # X = m * 2^e, 0.5 <= m < 1
+    e = e.to(F64)
+    low = m < SQRT_HALF
+    m = torch.where(low, 2.0 * m, m)
+    e = torch.where(low, e - 1.0, e)
+    f = m - 1.0
+    u = f / (2.0 + f)
+    w = u * u
+    P = torch.full_like(X, LOG_Q[10])
+    for k in range(9, 0, -1):
+        P = P * w + LOG_Q[k]
+    L = 2.0 * u + u * (w * P)
+    return (e * LN2 + L).to(F32)
+
+
+# --------------------------------------------------------------------------------------------
+# VGC step and the dense codec (docs/algorithm.md sections 3 and 6), vectorized over ranks
+# --------------------------------------------------------------------------------------------
+
+DENSE, VGC_Q4 = 0, 1
+SIGN_BIT = -(1 << 31)  # 0x80000000 as an int32
+
+
+class StepInputError(ValueError):
+    """g or s cannot enter a VGC step; names the segment, the rank and the first bad index."""
+
+
+def _check(name: str, bad: torch.Tensor, x: torch.Tensor, segment: int) -> None:
+    if bool(bad.any()):
+        rank, index = (int(i) for i in bad.nonzero()[0])
+        value = float(x[rank, index])
+        raise StepInputError(f"{name} of segment {segment}, rank {rank}, index {index}: {value}")
+
+
+@dataclass
+class Packet:
+    segment_id: int
+    n: int
+    codec: int
+    param: int
+    words: list[int]  # u32 values
+
+
+def vgc_step(
+    r: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    s: torch.Tensor,
+    alpha: torch.Tensor,
+    zeta: torch.Tensor,
+    tau: torch.Tensor,
+    residual: str,
+    segment: int,
+) -> tuple[torch.Tensor, torch.Tensor, list[Packet]]:
+    """One VGC step on one segment for every rank: float32[P, n] in, new (r, v) and P packets."""
+    # 0. validate before anything changes
+    _check("g", ~torch.isfinite(g), g, segment)
+    _check("s", ~torch.isfinite(s), s, segment)
+    _check("s", s < 0, s, segment)
+    # 1. accumulate
+    r = r + g
+    v = v + s
+    _check("r + g", ~torch.isfinite(r), r, segment)
+    _check("v + s", ~torch.isfinite(v), v, segment)
+    # 2. criterion: both products rounded, strict comparison, magnitude floor
+    cand = ((r * r) > (alpha * v)) & (r.abs() >= tau)
+    # 3. round |r| to a power of two in the log domain, from its bit fields
+    rb = r.view(I32)
+    ef = (rb >> 23) & 0xFF
+    mf = rb & 0x7FFFFF
+    e = torch.clamp(ef + (mf >= 0x3504F3).to(I32), max=254)
+    sendable = cand & (ef != 0)
+    # 4. per-segment exponent base E and 4-bit offsets k
+    E = torch.where(sendable, e, 0).amax(dim=1, keepdim=True)  # int32[P, 1]
+    k = E - e
+    sent = sendable & (k <= 15)
+    # 5. sent values q = sign(r) * 2^(e - 127); residual and variance updates
+    q = ((rb & SIGN_BIT) | (e << 23)).view(F32)
+    zero = torch.zeros_like(r)
+    r = torch.where(sent, r - q if residual == "feedback" else zero, r)
+    v = torch.where(sent, zero, zeta * v)
+    packets = []
+    n = r.shape[1]
+    for p in range(r.shape[0]):
+        index = sent[p].nonzero().flatten()  # increasing
+        sign = ((rb[p, index] >> 31) & 1).to(I64)
+        words = (index << 5) | (sign << 4) | k[p, index].to(I64)
+        packets.append(Packet(segment, n, VGC_Q4, int(E[p, 0]) if index.numel() else 0, words.tolist()))
+    return r, v, packets
+
+
+def dense_packets(g: torch.Tensor, segment: int) -> list[Packet]:
+    """DENSE packets of g: float32[P, n]; word i is the bit pattern of g[i]."""
+    u = g.view(I32).to(I64) & 0xFFFFFFFF
+    return [Packet(segment, g.shape[1], DENSE, 0, u[p].tolist()) for p in range(g.shape[0])]
+
+
+# --------------------------------------------------------------------------------------------
+# Messages (docs/format.md)
+# --------------------------------------------------------------------------------------------
+
+
+def encode_segment(p: Packet) -> bytes:
+    """20-byte segment header (id, n, codec, 3 reserved, param, count), then the u32 words."""
+    count = len(p.words)
+    return struct.pack("<IIB3xII", p.segment_id, p.n, p.codec, p.param, count) + struct.pack(
+        f"<{count}I", *p.words
+    )
+
+
+def encode_message(packets: list[Packet]) -> tuple[bytes, list[bytes]]:
+    """The message bytes and each segment's bytes: header, segments in list order, CRC-32."""
+    segments = [encode_segment(p) for p in packets]
+    body = struct.pack("<4sHHI", b"VGCM", 1, 0, len(packets)) + b"".join(segments)
+    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF), segments
+
+
+class MessageError(ValueError):
+    """A received message is malformed (this replica checks framing and CRC only)."""
+
+
+def _u32_to_i32(u: torch.Tensor) -> torch.Tensor:
+    """int64 tensor of u32 values -> int32 tensor with the same bits."""
+    return torch.where(u >= 1 << 31, u - (1 << 32), u).to(I32)
+
+
+def decode_values(msg: bytes, sizes: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per segment id, (indices int64[count], values float32[count]) of one message."""
+    if len(msg) < 16 or msg[:4] != b"VGCM" or struct.unpack_from("<H", msg, 4)[0] != 1:
+        raise MessageError("bad header")
+    if struct.unpack_from("<I", msg, len(msg) - 4)[0] != zlib.crc32(msg[:-4]) & 0xFFFFFFFF:
+        raise MessageError("CRC mismatch")
+    (count_segments,) = struct.unpack_from("<I", msg, 8)
+    out: list = [None] * len(sizes)
+    off = 12
+    for _ in range(count_segments):
+        sid, n, codec, param, count = struct.unpack_from("<IIB3xII", msg, off)
+        words = torch.tensor(struct.unpack_from(f"<{count}I", msg, off + 20), dtype=I64)
+        off += 20 + 4 * count
+        if sid >= len(sizes) or out[sid] is not None or n != sizes[sid]:
+            raise MessageError(f"segment {sid}: unexpected id or length")
+        if codec == DENSE:
+            vals = _u32_to_i32(words).view(F32)
+            out[sid] = (torch.arange(n), vals)
+        elif codec == VGC_Q4:
+            big_e = param & 0xFF
+            vbits = ((words >> 4) & 1) << 31 | (big_e - (words & 15)) << 23
+            out[sid] = (words >> 5, _u32_to_i32(vbits).view(F32))
+        else:
+            raise MessageError(f"segment {sid}: codec {codec} not handled here")
+    if off != len(msg) - 4 or any(o is None for o in out):
+        raise MessageError("segments do not match the layout")
+    return out
+
+
+def decode_accumulate(messages: list[bytes], sizes: list[int]) -> list[torch.Tensor]:
+    """g_hat per segment: from +0.0 add rank 0's values, then rank 1's, ...; divide by float32(P)."""
+    acc = [torch.zeros(n, dtype=F32) for n in sizes]
+    decoded = [decode_values(m, sizes) for m in messages]
+    for per_rank in decoded:  # rank order
+        for j, (index, values) in enumerate(per_rank):
+            acc[j][index] = acc[j][index] + values
+    p32 = torch.tensor(len(messages), dtype=F32)
+    return [a / p32 for a in acc]
+
+
+# --------------------------------------------------------------------------------------------
+# The model: forward, loss, backward, g and s (docs/demo.md "The step", 3-7)
+# --------------------------------------------------------------------------------------------
+
+
+def forward(params: list[torch.Tensor], x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Layer inputs h_0..h_{L-1} and the logits z; rows are independent samples."""
+    hs = [x]
+    n_layers = len(params) // 2
+    for li in range(n_layers):
+        y = mm(hs[-1], params[2 * li]) + params[2 * li + 1]
+        if li == n_layers - 1:
+            return hs, y
+        hs.append(torch.where(y > 0, y, torch.zeros_like(y)))
+    raise AssertionError("unreachable")
+
+
+def softmax_loss(z: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities p and per-sample float32 losses log32(T) (-) t[label]."""
+    mx = z.max(dim=1, keepdim=True).values
+    t = z - mx
+    e = exp32(t)
+    T = rowsum(e)
+    p = e / T[:, None]
+    return p, log32(T) - t[torch.arange(z.shape[0]), labels]
+
+
+def shard_layout(batch: int, ranks: int) -> list[tuple[int, int]]:
+    """[start_w, stop_w) per rank: the first batch mod P ranks take one sample more."""
+    out, start = [], 0
+    for w in range(ranks):
+        size = batch // ranks + (1 if w < batch % ranks else 0)
+        out.append((start, start + size))
+        start += size
+    return out
+
+
+def grads(
+    params: list[torch.Tensor],
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    shards: list[tuple[int, int]],
+    with_s: bool,
+) -> tuple[list[torch.Tensor], list[torch.Tensor] | None, torch.Tensor, torch.Tensor]:
+    """Every rank's g (and s) per segment, float32[P, n]; per-sample losses and logits.
+
+    The forward and backward pass run on the whole global mini-batch at once (each sample's
+    row is computed alone), with each row's D divided by its own rank's float32(B_w). The
+    sums over samples then run per rank on a [P, B_max, ...] view, padded rows carrying D = 0.
+    """
+    ranks = len(shards)
+    b_max = max(stop - start for start, stop in shards)
+    gather = torch.zeros((ranks, b_max), dtype=I64)
+    valid = torch.zeros((ranks, b_max), dtype=torch.bool)
+    bw = torch.empty(x.shape[0], dtype=F32)
+    for w, (start, stop) in enumerate(shards):
+        gather[w, : stop - start] = torch.arange(start, stop)
+        valid[w, : stop - start] = True
+        bw[start:stop] = float(stop - start)
+
+    hs, z = forward(params, x)
+    p, losses = softmax_loss(z, labels)
+    onehot = torch.zeros_like(p, dtype=torch.bool)
+    onehot[torch.arange(p.shape[0]), labels] = True
+    D = torch.where(onehot, p - 1.0, p) / bw[:, None]
+
+    n_layers = len(params) // 2
+    g: list = [None] * len(params)
+    s: list = [None] * len(params)
+    for li in range(n_layers - 1, -1, -1):
+        h = hs[li]
+        hg = h[gather]  # [P, B_max, in]
+        Dg = torch.where(valid[:, :, None], D[gather], torch.zeros(()))  # [P, B_max, out]
+        g[2 * li] = mm(hg.transpose(1, 2), Dg).reshape(ranks, -1)
+        g[2 * li + 1] = rowsum(Dg.transpose(1, 2))
+        if with_s:
+            D2 = Dg * Dg
+            s[2 * li] = mm((hg * hg).transpose(1, 2), D2).reshape(ranks, -1)
+            s[2 * li + 1] = rowsum(D2.transpose(1, 2))
+        if li > 0:
+            T = mm(D, params[2 * li].T)
+            D = torch.where(h > 0, T, torch.zeros_like(T))
+    return g, (s if with_s else None), losses, z
+
+
+def correct(z: torch.Tensor, labels: torch.Tensor) -> int:
+    """Samples whose label is the first index of the largest logit."""
+    return int((z.argmax(dim=1) == labels).sum())
+
+
+# --------------------------------------------------------------------------------------------
+# Trace (docs/trace.md)
+# --------------------------------------------------------------------------------------------
+
+
+def le_bytes(t: torch.Tensor) -> bytes:
+    """float32 little-endian bytes of t, row-major."""
+    u = t.contiguous().view(I32).flatten().tolist()
+    return struct.pack(f"<{len(u)}i", *u)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Trace:
+    def __init__(self, path: str | None):
+        self.f = open(path, "w", encoding="ascii") if path else None
+
+    def write(self, record: dict) -> None:
+        if self.f:
+            self.f.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        if self.f:
+            self.f.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The job (docs/demo.md "The step", 1-2 and 8-12)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    steps: int
+    test_accuracy: float
+    params: list[torch.Tensor]
+    seconds: float
+
+
+def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
+    """Run the job with ``ranks`` simulated workers; write the trace when a path is given."""
+    if config.dataset != "synthetic":
+        raise ValueError(f"--dataset {config.dataset}: this replica has only 'synthetic'")
+    if config.method not in ("vgc", "hybrid", "none"):
+        raise ValueError(f"--method {config.method}: this replica has vgc, hybrid and none")
+    if config.residual not in ("feedback", "reset"):
+        raise ValueError(f"--residual {config.residual}: must be feedback or reset")
+    if not 1 <= ranks <= config.batch:
+        raise ValueError(f"--ranks {ranks}: must be between 1 and --batch ({config.batch})")
+    t0 = time.perf_counter()
+    x, y = synthetic(config.seed, config.samples, config.features, config.classes)
+    data = split_standardise(x, y, config.seed, config.test_fraction)
+    sizes_layers = [config.features, *config.hidden, config.classes]
+    params = init_params(sizes_layers, config.seed)
+    names, shapes = [], []
+    for layer, (n_in, n_out) in enumerate(itertools.pairwise(sizes_layers)):
+        names += [f"layer{layer}.W", f"layer{layer}.b"]
+        shapes += [[n_in, n_out], [n_out]]
+    sizes = [p.numel() for p in params]
+
+    n_train = data.x_train.shape[0]
+    per_epoch = n_train // config.batch
+    total = config.epochs * per_epoch
+    if config.steps is not None:
+        total = min(total, config.steps)
+    shards = shard_layout(config.batch, ranks)
+
+    alpha = torch.tensor(config.alpha, dtype=F32)
+    zeta = torch.tensor(config.zeta, dtype=F32)
+    tau = torch.tensor(config.tau, dtype=F32)
+    lr = torch.tensor(config.lr, dtype=F32)
+    momentum = torch.tensor(config.momentum, dtype=F32)
+    decay = torch.tensor(config.weight_decay, dtype=F32)
+    r = [torch.zeros((ranks, n), dtype=F32) for n in sizes]
+    v = [torch.zeros((ranks, n), dtype=F32) for n in sizes]
+    m = [torch.zeros_like(p) for p in params]
+    compress = config.method != "none"
+
+    trace = Trace(trace_path)
+    trace.write(
+        {
+            "type": "header",
+            "format": "vgc-demo-trace",
+            "version": 1,
+            "config": asdict(config),
+            "ranks": ranks,
+            "segments": [{"name": a, "shape": b, "n": c} for a, b, c in zip(names, shapes, sizes)],
+            "steps": total,
+        }
+    )
+    order = None
+    right = seen = 0
+    test_acc = float("nan")
+    for t in range(total):
+        epoch, i = divmod(t, per_epoch)
+        if i == 0:
+            order = epoch_order(config.seed, epoch, n_train)
+            right = seen = 0
+        idx = order[i * config.batch : (i + 1) * config.batch]
+        xb, yb = data.x_train[idx], data.y_train[idx]
+
+        g, s, losses, z = grads(params, xb, yb, shards, compress)
+        per_rank = [[] for _ in range(ranks)]
+        for j in range(len(params)):
+            if compress:
+                r[j], v[j], packets = vgc_step(r[j], v[j], g[j], s[j], alpha, zeta, tau, config.residual, j)
+            else:
+                packets = dense_packets(g[j], j)
+            for w in range(ranks):
+                per_rank[w].append(packets[w])
+        encoded = [encode_message(pk) for pk in per_rank]
+        messages = [msg for msg, _ in encoded]
+        g_hat = decode_accumulate(messages, sizes)
+
+        for j in range(len(params)):  # 11. update
+            gh = g_hat[j].reshape(params[j].shape)
+            d = gh + decay * params[j] if params[j].dim() == 2 else gh
+            m[j] = momentum * m[j] + d
+            params[j] = params[j] - lr * m[j]
+
+        loss_total = 0.0  # 12. bookkeeping, float64
+        for start, stop in shards:
+            rank_sum = 0.0
+            for value in losses[start:stop].tolist():
+                rank_sum += value
+            loss_total += rank_sum
+        right += correct(z, yb)
+        seen += config.batch
+        trace.write(
+            {
+                "type": "step",
+                "step": t,
+                "epoch": epoch,
+                "loss": loss_total / config.batch,
+                "ranks": [
+                    {
+                        "bytes": len(msg),
+                        "sha256": sha(msg),
+                        "sent": [len(p.words) for p in pk],
+                        "segments": [sha(b) for b in seg_bytes],
+                    }
+                    for (msg, seg_bytes), pk in zip(encoded, per_rank)
+                ],
+            }
+        )
+        if (t + 1) % config.checksum_every == 0:
+            trace.write({"type": "params", "step": t, "sha256": [sha(le_bytes(p)) for p in params]})
+        if i == per_epoch - 1 or t == total - 1:
+            _, zt = forward(params, data.x_test)
+            test_acc = correct(zt, data.y_test) / data.x_test.shape[0]
+            trace.write(
+                {
+                    "type": "eval",
+                    "epoch": epoch,
+                    "step": t,
+                    "train_accuracy": right / seen,
+                    "test_accuracy": test_acc,
+                }
+            )
+    trace.write(
+        {
+            "type": "final",
+            "steps": total,
+            "sha256": [sha(le_bytes(p)) for p in params],
+            "params": [base64.b64encode(le_bytes(p)).decode("ascii") for p in params],
+        }
+    )
+    trace.close()
+    return Result(total, test_acc, params, time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    d = Config()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--method", choices=["vgc", "hybrid", "none"], default=d.method)
+    ap.add_argument("--ranks", type=int, default=4, help="simulated workers (default: 4)")
+    ap.add_argument("--trace", metavar="PATH", help="write the trace (docs/trace.md)")
+    ap.add_argument("--steps", type=int, default=None, help="stop after this many steps")
+    for name in ("samples", "features", "classes", "epochs", "batch", "seed", "checksum_every"):
+        ap.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    for name in ("test_fraction", "lr", "momentum", "weight_decay", "alpha", "zeta", "tau"):
+        ap.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
+    ap.add_argument("--hidden", default="128,64", help="hidden widths (default: 128,64)")
+    ap.add_argument("--residual", choices=["feedback", "reset"], default=d.residual)
+    a = ap.parse_args(argv)
+    config = Config(
+        samples=a.samples,
+        features=a.features,
+        classes=a.classes,
+        test_fraction=a.test_fraction,
+        hidden=[int(h) for h in a.hidden.split(",") if h],
+        epochs=a.epochs,
+        steps=a.steps,
+        batch=a.batch,
+        lr=a.lr,
+        momentum=a.momentum,
+        weight_decay=a.weight_decay,
+        method=a.method,
+        alpha=a.alpha,
+        zeta=a.zeta,
+        tau=a.tau,
+        residual=a.residual,
+        seed=a.seed,
+        checksum_every=a.checksum_every,
+    )
+    torch.set_num_threads(1)
+    try:
+        res = train(config, a.ranks, a.trace)
+    except ValueError as exc:
+        print(f"replica: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{res.steps} steps, {a.ranks} ranks, method {config.method}: "
+        f"test accuracy {100 * res.test_accuracy:.1f}%, {res.seconds:.1f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
