@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mpi_demo.config import METHODS, RESIDUALS, ConfigError, TrainConfig, validate
+from mpi_demo.config import METHODS, PRODUCTS, RESIDUALS, ConfigError, TrainConfig, validate
 from mpi_demo.data import DATASETS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--momentum", type=float, default=d.momentum)
     g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="on weights, not biases")
     g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument(
+        "--products",
+        choices=PRODUCTS,
+        default=d.products,
+        help="matrix products, sums, exp and log: ordered (fixed order, the same trace on every "
+        "machine) or blas (NumPy/BLAS; faster on large layers, traces machine-specific)",
+    )
     g = t.add_argument_group("compression")
     g.add_argument("--method", choices=METHODS, default=d.method)
     g.add_argument("--alpha", type=float, default=d.alpha, help="vgc, hybrid")
@@ -108,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint", default=None, metavar="PATH")
     g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="N")
     g.add_argument("--resume", default=None, metavar="PATH", help="continue from a checkpoint")
+    g.add_argument(
+        "--dump-inputs",
+        default=None,
+        metavar="DIR",
+        help="write every rank's g and s and message of the first steps (python -m vgc_ref.conformance "
+        "--replay DIR)",
+    )
+    g.add_argument(
+        "--dump-steps", type=int, default=d.dump_steps, metavar="N", help="steps --dump-inputs writes"
+    )
     # Testing aid (docs/demo.md): raise on one rank at one step to exercise the abort path.
     g.add_argument("--fail-at-step", type=int, default=None, help=argparse.SUPPRESS)
     g.add_argument("--fail-rank", type=int, default=0, help=argparse.SUPPRESS)
@@ -154,6 +171,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         fraction=args.fraction,
         backend=args.backend,
         seed=args.seed,
+        products=args.products,
         ranks=args.simulate_ranks,
         trace=args.trace,
         checksum_every=args.checksum_every,
@@ -162,6 +180,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
+        dump_inputs=args.dump_inputs,
+        dump_steps=args.dump_steps,
         fail_at_step=args.fail_at_step,
         fail_rank=args.fail_rank,
     )
@@ -176,6 +196,12 @@ def check_files(config: TrainConfig, compare: str | None) -> None:
                 raise ConfigError(option, path, f"directory {parent} does not exist")
             if not os.access(parent, os.W_OK):
                 raise ConfigError(option, path, f"directory {parent} is not writable")
+    if config.dump_inputs is not None:
+        from mpi_demo.inputs import check_directory
+
+        problem = check_directory(config.dump_inputs)
+        if problem is not None:
+            raise ConfigError("--dump-inputs", config.dump_inputs, problem)
     if config.resume is not None and not Path(config.resume).is_file():
         raise ConfigError("--resume", config.resume, "no such file")
     if config.dataset == "digits" and importlib.util.find_spec("sklearn") is None:
@@ -199,6 +225,7 @@ def baseline_of(config: TrainConfig) -> TrainConfig:
         checkpoint=None,
         checkpoint_every=0,
         resume=None,
+        dump_inputs=None,
         fail_at_step=None,
     )
 

@@ -17,6 +17,8 @@ from mpi_demo.data import DATASETS, DIGITS_SAMPLES
 
 METHODS = ("none", "vgc", "strom", "hybrid", "topk")
 RESIDUALS = ("feedback", "reset")
+#: --products: the fixed-order primitives (portable traces) or NumPy/BLAS (machine-specific).
+PRODUCTS = ("ordered", "blas")
 
 ARITHMETIC_FIELDS = (
     "dataset",
@@ -39,6 +41,7 @@ ARITHMETIC_FIELDS = (
     "fraction",
     "seed",
     "checksum_every",
+    "products",
 )
 
 
@@ -77,6 +80,8 @@ class TrainConfig:
     residual: str = "feedback"
     fraction: float = 0.01  # topk: share of each segment sent
     backend: str = "numpy"
+    # products of steps 3-7 (docs/demo.md): "ordered" (portable) or "blas" (machine-specific)
+    products: str = "ordered"
     seed: int = 0
     # how the workers run
     ranks: int | None = None  # simulated workers (None: MPI decides)
@@ -88,6 +93,8 @@ class TrainConfig:
     checkpoint: str | None = None
     checkpoint_every: int = 0
     resume: str | None = None
+    dump_inputs: str | None = None  # directory for every rank's g and s of the first steps
+    dump_steps: int = 3  # steps written by dump_inputs
     # testing aid: raise on one rank at one step
     fail_at_step: int | None = None
     fail_rank: int = 0
@@ -168,7 +175,17 @@ def validate(config: TrainConfig) -> None:
     if config.fail_at_step is not None:
         _positive_int("--fail-at-step", config.fail_at_step, 0)
     _positive_int("--fail-rank", config.fail_rank, 0)
+    _positive_int("--dump-steps", config.dump_steps)
+    if config.dump_inputs is not None:
+        if config.method not in ("vgc", "strom", "hybrid"):
+            raise ConfigError(
+                "--dump-inputs", config.dump_inputs, "needs --method vgc, strom or hybrid (replayable steps)"
+            )
+        if config.resume is not None:
+            raise ConfigError("--dump-inputs", config.dump_inputs, "dumps the first steps: not with --resume")
     _check_backend(config.backend)
+    if config.products not in PRODUCTS:
+        raise ConfigError("--products", config.products, f"must be one of {', '.join(PRODUCTS)}")
     samples = config.samples if config.dataset == "synthetic" else DIGITS_SAMPLES
     n_train = samples - round(config.test_fraction * samples)
     if n_train < config.batch:

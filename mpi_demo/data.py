@@ -4,12 +4,12 @@ Both are small enough to hold in memory on every rank; every rank builds the sam
 arrays from the same seed, so nothing is sent over MPI but gradients.
 
 Synthetic task (``--dataset synthetic``)
-    Each of C classes owns K Gaussian clusters in an 8-dimensional latent space; a point
-    is mapped to F features by a fixed random linear map followed by tanh, and Gaussian
-    noise is added to every feature. A fraction of the labels is then replaced by a
-    random class. Clusters of different classes interleave, so the task is not linearly
-    separable (a logistic regression reaches about 60 % test accuracy on the defaults,
-    a 128-64 MLP about 80 %); the label noise caps every model below 100 %.
+    Each of C classes owns 4 clusters in an 8-dimensional latent space; a point is
+    mapped to F features by a fixed random linear map and the squashing a / (1 + |a|),
+    and noise is added to every feature. 5 % of the labels are then replaced by a random
+    class. Clusters of different classes interleave, so the task is not linearly
+    separable (a linear classifier reaches about 60 % test accuracy on the defaults, a
+    128-64 MLP over 80 %); the label noise caps every model below 100 %.
 
 Digits (``--dataset digits``)
     The 1,797 8x8 handwritten digits that scikit-learn ships (no download); needs the
@@ -17,6 +17,12 @@ Digits (``--dataset digits``)
 
 Features are standardised with the training split's mean and standard deviation, and
 returned as float32; labels as int64.
+
+Every number here follows docs/demo.md "Data and initial parameters" to the bit: random
+numbers from :mod:`mpi_demo.rng` (not NumPy's generators), float64 arithmetic in the
+written order (sums as explicit loops, never ``np.sum``'s pairwise order or BLAS), no
+library function but ``sqrt`` (correctly rounded everywhere), one rounding to float32 at
+the end. So the data set is the same bytes on every machine and NumPy version.
 """
 
 from __future__ import annotations
@@ -25,17 +31,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Sub-stream tags of the seed (numpy SeedSequence entropy [seed, tag]).
+from mpi_demo import rng
+
+#: First tag of every stream key (docs/demo.md): key(seed, STREAM, ...).
 DATA_STREAM = 0
 INIT_STREAM = 1
 ORDER_STREAM = 2
+#: Second tags of the data streams, key(seed, DATA_STREAM, tag).
+CENTRES, CLUSTERS, LATENT, MAP, NOISE, FLIP, FLIP_LABEL, SPLIT = range(8)
 
 DATASETS = ("synthetic", "digits")
 #: Size of scikit-learn's digits data set.
 DIGITS_SAMPLES = 1797
 
-#: Dimension of the synthetic task's latent space.
+#: Dimension of the synthetic task's latent space, clusters per class, label noise.
 LATENT_DIM = 8
+CLUSTERS_PER_CLASS = 4
+LABEL_NOISE = 0.05
+FEATURE_NOISE = 0.3
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -59,26 +72,35 @@ class Dataset:
 
 
 def synthetic_task(
-    seed: int,
-    n_samples: int,
-    n_features: int,
-    n_classes: int,
-    clusters_per_class: int = 4,
-    label_noise: float = 0.05,
+    seed: int, n_samples: int, n_features: int, n_classes: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The raw synthetic samples (float64[N, F]) and labels (int64[N]), from ``seed`` alone."""
-    rng = np.random.default_rng([seed, DATA_STREAM])
-    n_clusters = n_classes * clusters_per_class
-    centers = 2.0 * rng.normal(0.0, 1.0, (n_clusters, LATENT_DIM))
-    cluster_label = np.repeat(np.arange(n_classes, dtype=np.int64), clusters_per_class)
-    cluster = rng.integers(0, n_clusters, n_samples)
-    z = centers[cluster] + rng.normal(0.0, 1.0, (n_samples, LATENT_DIM))
-    mix = rng.normal(0.0, 1.0 / np.sqrt(LATENT_DIM), (LATENT_DIM, n_features))
-    x = np.tanh(z @ mix) + 0.3 * rng.normal(0.0, 1.0, (n_samples, n_features))
-    y = cluster_label[cluster]
-    flip = rng.random(n_samples) < label_noise
-    y[flip] = rng.integers(0, n_classes, int(flip.sum()))
-    return x, y
+    """The raw synthetic samples (float64[N, F]) and labels (int64[N]), from ``seed`` alone.
+
+    docs/demo.md "Synthetic task", line by line; every float64 operation as written.
+    """
+    n, f_dim, d_dim = n_samples, n_features, LATENT_DIM
+    n_clusters = CLUSTERS_PER_CLASS * n_classes
+    idx = np.arange  # shorthand for the stream indices below
+
+    k_c = rng.key(seed, DATA_STREAM, CENTRES)
+    centre = 2.0 * rng.normal(k_c, idx(n_clusters * d_dim, dtype=np.uint64)).reshape(n_clusters, d_dim)
+    k_a = rng.key(seed, DATA_STREAM, CLUSTERS)
+    cluster = rng.below(k_a, idx(n, dtype=np.uint64), n_clusters)  # int64[N]
+    k_z = rng.key(seed, DATA_STREAM, LATENT)
+    z = centre[cluster] + rng.normal(k_z, idx(n * d_dim, dtype=np.uint64)).reshape(n, d_dim)
+    k_m = rng.key(seed, DATA_STREAM, MAP)
+    mix = rng.normal(k_m, idx(d_dim * f_dim, dtype=np.uint64)).reshape(d_dim, f_dim) * (1.0 / np.sqrt(8.0))
+    a = np.zeros((n, f_dim), np.float64)
+    for d in range(d_dim):  # sum over d in order, from 0.0: no BLAS
+        a = a + z[:, d, None] * mix[None, d, :]
+    k_n = rng.key(seed, DATA_STREAM, NOISE)
+    noise = rng.normal(k_n, idx(n * f_dim, dtype=np.uint64)).reshape(n, f_dim)
+    x = a / (1.0 + np.abs(a)) + FEATURE_NOISE * noise
+    y = cluster // CLUSTERS_PER_CLASS
+    k_f, k_l = rng.key(seed, DATA_STREAM, FLIP), rng.key(seed, DATA_STREAM, FLIP_LABEL)
+    flip = rng.uniform(k_f, idx(n, dtype=np.uint64)) < LABEL_NOISE
+    y = np.where(flip, rng.below(k_l, idx(n, dtype=np.uint64), n_classes), y)
+    return x, y.astype(np.int64)
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
@@ -93,15 +115,33 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return bunch.data.astype(np.float64), bunch.target.astype(np.int64)
 
 
+def _ordered_mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of float64[N, F]: the mean and standard deviation, sums in row order from 0.0."""
+    n = x.shape[0]
+    total = np.zeros(x.shape[1], np.float64)
+    for row in x:
+        total = total + row
+    mean = total / n
+    total = np.zeros(x.shape[1], np.float64)
+    for row in x:
+        dev = row - mean
+        total = total + dev * dev
+    std = np.sqrt(total / n)
+    return mean, np.where(std == 0.0, 1.0, std)  # constant pixels of the digits
+
+
 def split_standardise(x: np.ndarray, y: np.ndarray, n_test: int, seed: int) -> tuple[np.ndarray, ...]:
-    """Shuffle once with ``seed``, hold out ``n_test`` samples, standardise with train statistics."""
-    order = np.random.default_rng([seed, DATA_STREAM, 1]).permutation(x.shape[0])
+    """Shuffle once with ``seed``, hold out ``n_test`` samples, standardise with train statistics.
+
+    docs/demo.md "Split and standardisation": ``order = permutation(key(seed, 0, 7), N)``,
+    its first ``n_test`` samples are the test split; mean and variance of the training
+    split are sums in its order; ``float32((x - mean) / std)``.
+    """
+    order = rng.permutation(rng.key(seed, DATA_STREAM, SPLIT), x.shape[0])
     x, y = x[order], y[order]
     x_test, y_test = x[:n_test], y[:n_test]
     x_train, y_train = x[n_test:], y[n_test:]
-    mean = x_train.mean(axis=0)
-    std = x_train.std(axis=0)
-    std[std == 0] = 1.0  # constant pixels of the digits
+    mean, std = _ordered_mean_std(x_train)
     x_train = ((x_train - mean) / std).astype(np.float32)
     x_test = ((x_test - mean) / std).astype(np.float32)
     return x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64)
@@ -133,8 +173,8 @@ def load_dataset(
 
 
 def epoch_order(seed: int, epoch: int, n_train: int) -> np.ndarray:
-    """The order of the training samples in ``epoch``: int64[n_train], from (seed, epoch) alone."""
-    return np.random.default_rng([seed, ORDER_STREAM, epoch]).permutation(n_train).astype(np.int64)
+    """The order of the training samples in ``epoch``: ``permutation(key(seed, 2, epoch), n_train)``."""
+    return rng.permutation(rng.key(seed, ORDER_STREAM, epoch), n_train)
 
 
 def shard_bounds(batch: int, n_ranks: int) -> list[tuple[int, int]]:

@@ -32,7 +32,7 @@ import numpy as np
 from vgc_ref import encoding
 
 FORMAT = "vgc-demo-trace"
-VERSION = 1
+VERSION = 2
 
 
 class TraceError(ValueError):

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from mpi_demo import checkpoint as ckpt_mod
+from mpi_demo import inputs as inputs_mod
 from mpi_demo import model, trace
 from mpi_demo.comm import SimulatedComm
 from mpi_demo.config import TrainConfig, check_ranks, validate
@@ -115,31 +116,40 @@ def local_step(
     x: np.ndarray,
     y: np.ndarray,
     timers: dict[str, float],
+    ops=None,
+    keep: list | None = None,
 ) -> tuple[bytes, float, int]:
-    """Steps 2-4 for one worker on its samples x (float32[B_w, F]), y (int64[B_w]).
+    """Steps 3-8 of docs/demo.md for one worker on its samples x (float32[B_w, F]), y (int64[B_w]).
 
-    Returns the message, the sum of the B_w per-sample losses (float64) and the number of
-    correctly classified samples.
+    ``ops`` is the products namespace (:func:`mpi_demo.model.products`). Returns the
+    message, the sum of the B_w per-sample losses (float64, in sample order) and the
+    number of correctly classified samples. With ``keep`` (a list), (g, s) is appended to
+    it (``--dump-inputs``).
     """
     t0 = time.perf_counter()
-    xs, logits = model.forward(params, sizes, x)
-    loss, probs = model.softmax_xent(logits, y)
-    deltas = model.backward(params, sizes, xs, probs, y)
-    grads = model.weight_grads(xs, deltas)
+    xs, logits = model.forward(params, sizes, x, ops)
+    loss, probs = model.softmax_xent(logits, y, ops)
+    deltas = model.backward(params, sizes, xs, probs, y, ops)
+    grads = model.weight_grads(xs, deltas, ops)
     t1 = time.perf_counter()
-    variances = model.variance_terms(xs, deltas) if worker.compressor.uses_variance else None
+    variances = model.variance_terms(xs, deltas, ops) if worker.compressor.uses_variance else None
     t2 = time.perf_counter()
     message = worker.compressor.message(grads, variances)
     t3 = time.perf_counter()
+    if keep is not None:
+        keep.append((grads, variances))
     timers["compute"] += t1 - t0
     timers["variance"] += t2 - t1
     timers["compress"] += t3 - t2
-    correct = int((logits.argmax(axis=1) == y).sum())
-    return message, float(np.sum(loss, dtype=np.float64)), correct
+    correct = int((logits.argmax(axis=1) == y).sum())  # argmax: the first maximum
+    return message, model.loss_sum(loss), correct
 
 
-def accuracy(params: list[np.ndarray], sizes: tuple[int, ...], x: np.ndarray, y: np.ndarray) -> float:
-    return float((model.predict(params, sizes, x) == y).mean())
+def accuracy(
+    params: list[np.ndarray], sizes: tuple[int, ...], x: np.ndarray, y: np.ndarray, ops=None
+) -> float:
+    """Fraction of rows of x classified as y (step 3's forward pass), correct / count in float64."""
+    return int((model.predict(params, sizes, x, ops) == y).sum()) / x.shape[0]
 
 
 def param_digest(params: list[np.ndarray]) -> str:
@@ -250,6 +260,7 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
         for w in comm.local_ranks
     ]
     backend = get_backend(config.backend)
+    ops = model.products(config.products)
     lr, mu, wd = np.float32(config.lr), np.float32(config.momentum), np.float32(config.weight_decay)
 
     n_train = data.x_train.shape[0]
@@ -279,6 +290,17 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
             say(f"resumed from {config.resume} after step {start} of {total}")
 
     writer = trace.TraceWriter(config.trace, prefix) if root else None
+    dump_steps = min(config.dump_steps, total) if config.dump_inputs is not None else 0
+    dump = None
+    if root and dump_steps:
+        dump = inputs_mod.InputDump(
+            config.dump_inputs,
+            config.method,
+            inputs_mod.hyperparameters(config.method, config.alpha, config.zeta, config.tau, config.residual),
+            layout,
+            comm.size,
+            dump_steps,
+        )
     if writer is not None and start == 0:
         writer.write(trace.header_record(arith, comm.size, layout, total))
 
@@ -288,7 +310,8 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
             f"training {label} on {data.name} ({n_train} train / {data.x_test.shape[0]} test samples, "
             f"{data.n_classes} classes), MLP {'-'.join(map(str, sizes))} ({n_params} parameters, "
             f"{len(seg_sizes)} segments), {comm.size} ranks x {config.batch // comm.size}"
-            f"{'+' if config.batch % comm.size else ''} samples, {total} steps, backend {config.backend}"
+            f"{'+' if config.batch % comm.size else ''} samples, {total} steps, "
+            f"backend {config.backend}, products {config.products}"
         )
 
     timers = dict.fromkeys(PHASES, 0.0)
@@ -306,12 +329,15 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
 
         # Steps 1-4, each local worker on its own shard.
         local = []
+        kept: list | None = [] if t < dump_steps else None
         for wk in workers:
             try:
                 if config.fail_at_step == t and config.fail_rank == wk.rank:
                     raise InjectedFaultError(f"injected fault at step {t} (--fail-at-step)")
                 idx = batch[wk.shard[0] : wk.shard[1]]
-                local.append(local_step(wk, params, sizes, data.x_train[idx], data.y_train[idx], timers))
+                local.append(
+                    local_step(wk, params, sizes, data.x_train[idx], data.y_train[idx], timers, ops, kept)
+                )
             except Exception as err:
                 raise RankFailureError(wk.rank, err) from err
 
@@ -321,6 +347,10 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
         messages = [m for m, _, _ in gathered]
         g_hat = backend.decode_accumulate(messages, seg_sizes)
         timers["communicate"] += time.perf_counter() - t0
+        if kept is not None:  # --dump-inputs: rank 0 writes every rank's g, s and message
+            entries = comm.gather([(wk.rank, g, s, m[0]) for wk, (g, s), m in zip(workers, kept, local)])
+            if dump is not None:
+                dump.write_step(t, entries)
         t1 = time.perf_counter()
         model.momentum_sgd(params, momentum, g_hat, decay, lr, mu, wd)
         timers["compute"] += (time.perf_counter() - t1) * len(workers)
@@ -353,7 +383,7 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
         end_of_epoch = i == steps_per_epoch - 1 or t == total - 1
         per_step = _per_step(timers, t - start, total - start, len(workers))
         if root and end_of_epoch:
-            test_acc = accuracy(params, sizes, data.x_test, data.y_test)
+            test_acc = accuracy(params, sizes, data.x_test, data.y_test, ops)
             train_acc = counters.epoch_correct / counters.epoch_seen
             history.append(
                 {
@@ -397,7 +427,7 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
         method=config.method,
         ranks=comm.size,
         steps=total,
-        test_accuracy=accuracy(params, sizes, data.x_test, data.y_test) if root else None,
+        test_accuracy=accuracy(params, sizes, data.x_test, data.y_test, ops) if root else None,
         train_accuracy=history[-1]["train_accuracy"] if history else None,
         final_loss=counters.last_loss,
         compression_ratio=counters.dense_bytes / counters.message_bytes

@@ -4,7 +4,7 @@ Usage::
 
     python -m vgc_ref.conformance [--impl MODULE | --backend NAME] [--max-examples N]
                                   [--report PATH] [--derandomize] [--no-shrink] [-k EXPR]
-                                  [--list] [-- PYTEST_ARGS...]
+                                  [--list] [--replay DIR] [-- PYTEST_ARGS...]
 
 ``--impl`` takes a dotted module name, a path to a .py file, or ``backend:NAME``;
 ``--backend NAME`` is short for ``--impl backend:NAME``. Without either, $VGC_IMPL or
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", dest="select", metavar="EXPR", help="run only the properties matching EXPR")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per property")
     parser.add_argument("--list", action="store_true", help="list the properties and exit")
+    parser.add_argument("--replay", metavar="DIR", help="replay mpi_demo --dump-inputs DIR (replay.py)")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
 
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-examples must be >= 1")
     impl = args.impl or (f"backend:{args.backend}" if args.backend else None)
     impl = impl or os.environ.get(ENV_IMPL) or DEFAULT_IMPL
+    if args.replay:
+        from vgc_ref.conformance import replay
+
+        return replay.main(args.replay, impl)
     return run(
         impl,
         max_examples=args.max_examples,
