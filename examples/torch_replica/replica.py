@@ -45,6 +45,8 @@ F64 = torch.float64
 I32 = torch.int32
 I64 = torch.int64
 
+TRACE_VERSION = 2
+
 # --------------------------------------------------------------------------------------------
 # Configuration: the `config` object of docs/trace.md, with the demo's defaults
 # --------------------------------------------------------------------------------------------
@@ -74,6 +76,7 @@ class Config:
     fraction: float = 0.01
     seed: int = 0
     checksum_every: int = 10
+    products: str = "ordered"  # the fixed-order primitives; the only arithmetic replicated here
 
 
 # --------------------------------------------------------------------------------------------
@@ -575,6 +578,8 @@ def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
         raise ValueError(f"--dataset {config.dataset}: this replica has only 'synthetic'")
     if config.method not in ("vgc", "hybrid", "none"):
         raise ValueError(f"--method {config.method}: this replica has vgc, hybrid and none")
+    if config.products != "ordered":
+        raise ValueError(f"--products {config.products}: only 'ordered' has a documented arithmetic")
     if config.residual not in ("feedback", "reset"):
         raise ValueError(f"--residual {config.residual}: must be feedback or reset")
     if not 1 <= ranks <= config.batch:
@@ -613,7 +618,7 @@ def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
         {
             "type": "header",
             "format": "vgc-demo-trace",
-            "version": 1,
+            "version": TRACE_VERSION,
             "config": asdict(config),
             "ranks": ranks,
             "segments": [{"name": a, "shape": b, "n": c} for a, b, c in zip(names, shapes, sizes)],
