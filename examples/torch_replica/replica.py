@@ -295,6 +295,31 @@ def log32(x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 DENSE, VGC_Q4 = 0, 1
+
+
+def _u32_to_i32(u: torch.Tensor) -> torch.Tensor:
+    """int64 tensor of u32 values -> int32 tensor with the same bits."""
+    return torch.where(u >= 1 << 31, u - (1 << 32), u).to(I32)
+
+
+def le_bytes(t: torch.Tensor) -> bytes:
+    """The little-endian bytes of a 4-byte tensor (float32 or int32), row-major."""
+    u = t.contiguous().view(I32).flatten().clone()  # a storage of exactly these elements
+    if sys.byteorder == "big":
+        u = u.view(torch.uint8).reshape(-1, 4).flip(1).flatten().clone()
+    return bytes(u.untyped_storage())
+
+
+def from_le_bytes(data: bytes) -> torch.Tensor:
+    """int32 tensor from little-endian bytes."""
+    if not data:
+        return torch.zeros(0, dtype=I32)
+    u = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    if sys.byteorder == "big":
+        u = u.reshape(-1, 4).flip(1).flatten().clone()
+    return u.view(I32)
+
+
 SIGN_BIT = -(1 << 31)  # 0x80000000 as an int32
 
 
@@ -315,7 +340,7 @@ class Packet:
     n: int
     codec: int
     param: int
-    words: list[int]  # u32 values
+    words: torch.Tensor  # int32[count], the u32 words' bit patterns
 
 
 def vgc_step(
@@ -348,7 +373,8 @@ def vgc_step(
     e = torch.clamp(ef + (mf >= 0x3504F3).to(I32), max=254)
     sendable = cand & (ef != 0)
     # 4. per-segment exponent base E and 4-bit offsets k
-    E = torch.where(sendable, e, 0).amax(dim=1, keepdim=True)  # int32[P, 1]
+    E = torch.cat([torch.zeros((e.shape[0], 1), dtype=I32), torch.where(sendable, e, 0)], dim=1)
+    E = E.amax(dim=1, keepdim=True)  # int32[P, 1]; 0 when nothing is sendable (or n = 0)
     k = E - e
     sent = sendable & (k <= 15)
     # 5. sent values q = sign(r) * 2^(e - 127); residual and variance updates
@@ -361,15 +387,15 @@ def vgc_step(
     for p in range(r.shape[0]):
         index = sent[p].nonzero().flatten()  # increasing
         sign = ((rb[p, index] >> 31) & 1).to(I64)
-        words = (index << 5) | (sign << 4) | k[p, index].to(I64)
-        packets.append(Packet(segment, n, VGC_Q4, int(E[p, 0]) if index.numel() else 0, words.tolist()))
+        words = _u32_to_i32((index << 5) | (sign << 4) | k[p, index].to(I64))
+        packets.append(Packet(segment, n, VGC_Q4, int(E[p, 0]) if index.numel() else 0, words))
     return r, v, packets
 
 
 def dense_packets(g: torch.Tensor, segment: int) -> list[Packet]:
     """DENSE packets of g: float32[P, n]; word i is the bit pattern of g[i]."""
-    u = g.view(I32).to(I64) & 0xFFFFFFFF
-    return [Packet(segment, g.shape[1], DENSE, 0, u[p].tolist()) for p in range(g.shape[0])]
+    u = g.view(I32)
+    return [Packet(segment, g.shape[1], DENSE, 0, u[p]) for p in range(g.shape[0])]
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,10 +405,8 @@ def dense_packets(g: torch.Tensor, segment: int) -> list[Packet]:
 
 def encode_segment(p: Packet) -> bytes:
     """20-byte segment header (id, n, codec, 3 reserved, param, count), then the u32 words."""
-    count = len(p.words)
-    return struct.pack("<IIB3xII", p.segment_id, p.n, p.codec, p.param, count) + struct.pack(
-        f"<{count}I", *p.words
-    )
+    count = p.words.numel()
+    return struct.pack("<IIB3xII", p.segment_id, p.n, p.codec, p.param, count) + le_bytes(p.words)
 
 
 def encode_message(packets: list[Packet]) -> tuple[bytes, list[bytes]]:
@@ -396,11 +420,6 @@ class MessageError(ValueError):
     """A received message is malformed (this replica checks framing and CRC only)."""
 
 
-def _u32_to_i32(u: torch.Tensor) -> torch.Tensor:
-    """int64 tensor of u32 values -> int32 tensor with the same bits."""
-    return torch.where(u >= 1 << 31, u - (1 << 32), u).to(I32)
-
-
 def decode_values(msg: bytes, sizes: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per segment id, (indices int64[count], values float32[count]) of one message."""
     if len(msg) < 16 or msg[:4] != b"VGCM" or struct.unpack_from("<H", msg, 4)[0] != 1:
@@ -412,7 +431,7 @@ def decode_values(msg: bytes, sizes: list[int]) -> list[tuple[torch.Tensor, torc
     off = 12
     for _ in range(count_segments):
         sid, n, codec, param, count = struct.unpack_from("<IIB3xII", msg, off)
-        words = torch.tensor(struct.unpack_from(f"<{count}I", msg, off + 20), dtype=I64)
+        words = from_le_bytes(msg[off + 20 : off + 20 + 4 * count]).to(I64) & 0xFFFFFFFF
         off += 20 + 4 * count
         if sid >= len(sizes) or out[sid] is not None or n != sizes[sid]:
             raise MessageError(f"segment {sid}: unexpected id or length")
@@ -534,12 +553,6 @@ def correct(z: torch.Tensor, labels: torch.Tensor) -> int:
 # --------------------------------------------------------------------------------------------
 # Trace (docs/trace.md)
 # --------------------------------------------------------------------------------------------
-
-
-def le_bytes(t: torch.Tensor) -> bytes:
-    """float32 little-endian bytes of t, row-major."""
-    u = t.contiguous().view(I32).flatten().tolist()
-    return struct.pack(f"<{len(u)}i", *u)
 
 
 def sha(data: bytes) -> str:
@@ -673,7 +686,7 @@ def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
                     {
                         "bytes": len(msg),
                         "sha256": sha(msg),
-                        "sent": [len(p.words) for p in pk],
+                        "sent": [p.words.numel() for p in pk],
                         "segments": [sha(b) for b in seg_bytes],
                     }
                     for (msg, seg_bytes), pk in zip(encoded, per_rank)
