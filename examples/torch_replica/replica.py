@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import ctypes
 import hashlib
 import itertools
 import json
@@ -307,7 +308,7 @@ def le_bytes(t: torch.Tensor) -> bytes:
     u = t.contiguous().view(I32).flatten().clone()  # a storage of exactly these elements
     if sys.byteorder == "big":
         u = u.view(torch.uint8).reshape(-1, 4).flip(1).flatten().clone()
-    return bytes(u.untyped_storage())
+    return ctypes.string_at(u.data_ptr(), 4 * u.numel())  # a copy of the contiguous storage
 
 
 def from_le_bytes(data: bytes) -> torch.Tensor:
