@@ -23,8 +23,6 @@ algorithms, operation for operation.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
@@ -32,7 +30,10 @@ from vgc_ref import portable
 from vgc_ref.portable import check_array, check_product
 from vgc_ref.variance import _check_pair
 
-_JIT = {"cache": True, "fastmath": False, "nogil": True}
+#: error_model "numpy": a float division by zero gives IEEE's result instead of raising,
+#: so log32's one division is not guarded by a branch that stops vectorization (its
+#: divisor 2 + f is never zero).
+_JIT = {"cache": True, "fastmath": False, "nogil": True, "error_model": "numpy"}
 
 #: Rows per task of a parallel kernel over a 1-D output (column sums, exp32, log32).
 CHUNK = 1 << 14
@@ -109,38 +110,47 @@ def _column_sums(a, out):
 
 @njit(inline="always", **_JIT)
 def _exp32(x):
-    """exp32 of one float32 (vgc_ref.portable.exp32)."""
+    """exp32 of one float32 (vgc_ref.portable.exp32), without branches or calls.
+
+    2^n is built from its bits (n in [-150, 129], a normal float64, so p * 2^n is exact
+    like ldexp); out-of-range inputs run the polynomial on 0.0 and are replaced at the
+    end. Straight-line code, so LLVM vectorizes the loops that call it.
+    """
     X = np.float64(x)
-    if X > EXP_HI:
-        return np.float32(np.inf)
-    if X < EXP_LO:
-        return np.float32(0.0)
-    if X != X:
-        return x
-    n = np.rint(X * INV_LN2)
-    r = (X - n * LN2_HI) - n * LN2_LO
+    inside = (X <= EXP_HI) & (X >= EXP_LO)  # False for NaN
+    Xc = X if inside else 0.0
+    n = np.rint(Xc * INV_LN2)
+    r = (Xc - n * LN2_HI) - n * LN2_LO
     p = EXP_C[13]
     for k in range(12, -1, -1):
         p = p * r + EXP_C[k]
-    return np.float32(math.ldexp(p, int(n)))
+    two_n = np.int64((np.int64(n) + 1023) << 52).view(np.float64)
+    y = np.float32(p * two_n)
+    if X > EXP_HI:
+        y = np.float32(np.inf)
+    if X < EXP_LO:
+        y = np.float32(0.0)
+    if X != X:
+        y = x
+    return y
 
 
 @njit(inline="always", **_JIT)
 def _log32(x):
-    """log32 of one float32 (vgc_ref.portable.log32)."""
+    """log32 of one float32 (vgc_ref.portable.log32), without branches or calls.
+
+    frexp from the bits: a float32 > 0 widens to a normal float64, so m is X with its
+    exponent field set to that of 0.5 and e the difference (exact). Inputs outside
+    (0, inf) run the polynomial on 1.0 and are replaced at the end.
+    """
     X = np.float64(x)
-    if X != X:
-        return x
-    if X < 0.0:
-        return np.uint32(NAN32_BITS).view(np.float32)
-    if X == 0.0:
-        return np.float32(-np.inf)
-    if X == np.inf:
-        return np.float32(np.inf)
-    m, e = math.frexp(X)
-    if m < SQRT_HALF:
-        m = 2.0 * m
-        e = e - 1
+    inside = (X > 0.0) & (X < np.inf)  # False for NaN
+    bits = np.float64(X if inside else 1.0).view(np.int64)
+    e = ((bits >> 52) & 0x7FF) - 1022
+    m = np.int64((bits & 0x000FFFFFFFFFFFFF) | (1022 << 52)).view(np.float64)  # 0.5 <= m < 1
+    low = m < SQRT_HALF
+    m = 2.0 * m if low else m
+    e = e - 1 if low else e
     f = m - 1.0
     u = f / (2.0 + f)
     w = u * u
@@ -148,7 +158,16 @@ def _log32(x):
     for k in range(9, 0, -1):
         P = P * w + LOG_Q[k]
     L = 2.0 * u + u * (w * P)
-    return np.float32(np.float64(e) * LN2 + L)
+    y = np.float32(np.float64(e) * LN2 + L)
+    if X == np.inf:
+        y = np.float32(np.inf)
+    if X == 0.0:
+        y = np.float32(-np.inf)
+    if X < 0.0:
+        y = np.uint32(NAN32_BITS).view(np.float32)
+    if X != X:
+        y = x
+    return y
 
 
 @njit(parallel=True, **_JIT)
