@@ -33,7 +33,13 @@ from vgc_ref.errors import (
 from vgc_ref.packet import MAX_SEGMENT_LEN, Codec, Packet, packet_entries
 from vgc_ref.params import StromParams, TopKParams, VGCParams
 from vgc_ref.state import SegmentState, segment_bounds, split_segments
-from vgc_ref.variance import dense_grad, dense_grad_var, dense_var, per_sample_dense_grad_var
+from vgc_ref.variance import (
+    dense_grad,
+    dense_grad_var,
+    dense_grad_var_blas,
+    dense_var,
+    per_sample_dense_grad_var,
+)
 
 __version__ = "0.1.0"
 
@@ -60,6 +66,7 @@ __all__ = [
     "decode_message",
     "dense_grad",
     "dense_grad_var",
+    "dense_grad_var_blas",
     "dense_packet",
     "dense_var",
     "encode_message",

@@ -17,6 +17,13 @@ one extra matrix product on squared operands and no per-sample gradients.
 :func:`dense_grad_var` computes that (:func:`dense_grad` and :func:`dense_var` are its
 two halves); :func:`per_sample_dense_grad_var` is the slow, obvious computation it must
 agree with.
+
+The products and sums have one fixed order of float32 operations (docs/algorithm.md
+section 2): every product and every addition rounded on its own, the accumulator
+starting at +0.0, the samples added in increasing order -- the primitives of
+:mod:`vgc_ref.portable`. So the four results are bit-exact, the same on every machine.
+:func:`dense_grad_var_blas` is the same computation with BLAS (``x.T @ D``), faster on
+large layers but summed in an order of the BLAS library's own: outside the contract.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from vgc_ref.errors import InputError
+from vgc_ref.portable import column_sums, matmul_tn
 
 
 def _check_pair(x: np.ndarray, delta: np.ndarray) -> None:
@@ -43,6 +51,12 @@ def _check_pair(x: np.ndarray, delta: np.ndarray) -> None:
 def dense_grad(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Gradient of W and b for a dense layer: ``g_W = x^T D``, ``g_b = sum_z D_z``.
 
+    In the fixed order of docs/algorithm.md section 2, with every operation rounded to
+    float32 on its own::
+
+        g_W[i,j] = ((+0.0 + x[0,i]*D[0,j]) + x[1,i]*D[1,j]) + ... + x[B-1,i]*D[B-1,j]
+        g_b[j]   = ((+0.0 + D[0,j]) + D[1,j]) + ... + D[B-1,j]
+
     Parameters
     ----------
     x : numpy.ndarray
@@ -56,8 +70,8 @@ def dense_grad(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray
     g_b : float32[out]
     """
     _check_pair(x, delta)
-    g_w = x.T @ delta  # float32[in, out]
-    g_b = delta.sum(axis=0, dtype=np.float32)  # float32[out]
+    g_w = matmul_tn(x, delta)  # float32[in, out]
+    g_b = column_sums(delta)  # float32[out]
     return g_w, g_b
 
 
@@ -65,7 +79,11 @@ def dense_var(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     """Variance term of W and b: ``s_W = (x*x)^T (D*D)``, ``s_b = sum_z D_z^2``.
 
     The one extra matrix product VGC pays for its variance estimate; arguments as in
-    :func:`dense_grad`.
+    :func:`dense_grad`. The squares are rounded to float32 first, then summed in the
+    order of :func:`dense_grad`::
+
+        s_W[i,j] = (+0.0 + (x[0,i]*x[0,i]) * (D[0,j]*D[0,j])) + ... (b = 0..B-1)
+        s_b[j]   = (+0.0 + D[0,j]*D[0,j]) + ... + D[B-1,j]*D[B-1,j]
 
     Returns
     -------
@@ -74,8 +92,8 @@ def dense_var(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     """
     _check_pair(x, delta)
     d2 = delta * delta  # float32[B, out]
-    s_w = (x * x).T @ d2  # float32[in, out]
-    s_b = d2.sum(axis=0, dtype=np.float32)  # float32[out]
+    s_w = matmul_tn(x * x, d2)  # float32[in, out]
+    s_b = column_sums(d2)  # float32[out]
     return s_w, s_b
 
 
@@ -91,6 +109,25 @@ def dense_grad_var(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.nda
     """
     g_w, g_b = dense_grad(x, delta)
     s_w, s_b = dense_var(x, delta)
+    return g_w, s_w, g_b, s_b
+
+
+def dense_grad_var_blas(
+    x: np.ndarray, delta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`dense_grad_var` with BLAS products: faster on large layers, not bit-exact.
+
+    ``x.T @ D``, ``(x*x).T @ (D*D)`` and NumPy's sums add in an order of their own, which
+    differs between BLAS libraries, CPU kernels and thread counts; the results agree with
+    :func:`dense_grad_var` to float32 rounding error only. Outside the bit-exact contract
+    (docs/algorithm.md section 2). Arguments and results as in :func:`dense_grad_var`.
+    """
+    _check_pair(x, delta)
+    d2 = delta * delta  # float32[B, out]
+    g_w = x.T @ delta  # float32[in, out]
+    s_w = (x * x).T @ d2  # float32[in, out]
+    g_b = delta.sum(axis=0, dtype=np.float32)  # float32[out]
+    s_b = d2.sum(axis=0, dtype=np.float32)  # float32[out]
     return g_w, s_w, g_b, s_b
 
 

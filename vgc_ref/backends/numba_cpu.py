@@ -33,8 +33,10 @@ values. The criterion's float32 operands stay float32: hyperparameters are passe
 numpy.float32 and the only literals are integers. docs/performance.md records the check
 of the generated assembly (no ``vfmadd`` in these kernels).
 
-The dense-layer gradient and variance term use the reference (two BLAS matrix products);
-no hand-written CPU kernel beats OpenBLAS there.
+The dense-layer gradient and variance term are the ordered kernel of
+:mod:`vgc_ref.backends.numba_portable` (docs/algorithm.md section 2: the reference's
+order of additions, bit for bit); the faster BLAS form,
+:func:`vgc_ref.variance.dense_grad_var_blas`, is outside the contract.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from vgc_ref import quantize
 from vgc_ref.aggregate import rank_ordered_segments
 from vgc_ref.backends import Backend
+from vgc_ref.backends.numba_portable import dense_grad_var
 from vgc_ref.criterion import check_finite
 from vgc_ref.encoding import decode_message
 from vgc_ref.errors import (
@@ -63,7 +66,6 @@ from vgc_ref.errors import (
 from vgc_ref.packet import MAX_SEGMENT_LEN, Codec, Packet
 from vgc_ref.params import StromParams, VGCParams
 from vgc_ref.state import SegmentState, check_vector
-from vgc_ref.variance import dense_grad_var
 
 #: Elements per chunk of a parallel pass (256 KiB of float32 per array).
 CHUNK = 1 << 16
