@@ -218,7 +218,11 @@ def _mpi_worker(job_text: str) -> int:
 
 def _cache_key(spec: Spec, seed: int, overrides: dict[str, Any] | None, runner: Callable) -> str:
     comm = "mpiexec" if runner is run_mpi else "simulated" if runner is run_simulated else runner.__name__
-    return json.dumps([dataclasses.asdict(spec), seed, overrides or {}, comm], sort_keys=True)
+    from mpi_demo import trace
+
+    # The trace version names the demo's arithmetic: runs recorded under another are redone.
+    arithmetic = f"trace v{trace.VERSION}"
+    return json.dumps([dataclasses.asdict(spec), seed, overrides or {}, comm, arithmetic], sort_keys=True)
 
 
 def _load_cache(path: Path) -> dict[str, dict[str, Any]]:
