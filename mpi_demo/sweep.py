@@ -50,9 +50,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
 PHASES = ("compute", "variance", "compress", "communicate")
 RANKS = 4
 TOLERANCE = 0.01  # one percentage point of test accuracy
@@ -218,7 +215,11 @@ def _mpi_worker(job_text: str) -> int:
 
 def _cache_key(spec: Spec, seed: int, overrides: dict[str, Any] | None, runner: Callable) -> str:
     comm = "mpiexec" if runner is run_mpi else "simulated" if runner is run_simulated else runner.__name__
-    return json.dumps([dataclasses.asdict(spec), seed, overrides or {}, comm], sort_keys=True)
+    from mpi_demo import trace
+
+    # The trace version names the demo's arithmetic: runs recorded under another are redone.
+    arithmetic = f"trace v{trace.VERSION}"
+    return json.dumps([dataclasses.asdict(spec), seed, overrides or {}, comm, arithmetic], sort_keys=True)
 
 
 def _load_cache(path: Path) -> dict[str, dict[str, Any]]:
@@ -705,4 +706,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # One thread per process unless the environment says otherwise (as python -m mpi_demo
+    # does). Not at import: changing NUMBA_NUM_THREADS in a process whose Numba threads
+    # already run makes its next compilation fail.
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
     sys.exit(main())
