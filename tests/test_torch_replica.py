@@ -267,6 +267,18 @@ def _compare(tmp_path: Path, demo_args: list[str], replica_args: list[str]) -> s
     return cmp.stdout
 
 
+@pytest.mark.parametrize("method", ["vgc", "none"])
+def test_first_steps_equal_the_committed_golden_trace(tmp_path, method):
+    """20 steps of the default job on 4 ranks equal tests/golden/demo_trace_METHOD.jsonl (no demo run)."""
+    mine = tmp_path / "replica.jsonl"
+    rep = _run([str(REPLICA_PATH), "--ranks", "4", "--steps", "20", "--method", method, "--trace", str(mine)])
+    assert rep.returncode == 0, rep.stderr
+    golden = ROOT / "tests" / "golden" / f"demo_trace_{method}.jsonl"
+    cmp = _run(["-m", "mpi_demo", "compare", str(golden), str(mine)])
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+    assert cmp.stdout.startswith("identical: 20 steps, 4 ranks")
+
+
 def test_uneven_shards_and_hybrid_give_the_demos_trace(tmp_path):
     """3 ranks over a batch of 64 (shards of 22, 21, 21), the hybrid method, 30 steps: identical."""
     args = ["--method", "hybrid", "--tau", "0.001", "--steps", "30"]
