@@ -6,9 +6,15 @@ NP     ?= 4
 
 .PHONY: demo test lint example clean
 
+# TORCH: the PyTorch replica's torch (examples/torch_replica), installed first so that it is
+# the CPU build; empty skips it (its tests are then skipped). Where PyPI's Linux wheel is the
+# CUDA build: TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu".
+TORCH  ?= torch==2.13.0
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(if $(TORCH),$(PY) -m pip install -q $(TORCH))
 	$(PY) -m pip install -q -e '.[mpi,test,digits,plot]'
 	touch $@
 
