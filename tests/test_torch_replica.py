@@ -279,11 +279,24 @@ def test_first_steps_equal_the_committed_golden_trace(tmp_path, method):
     assert cmp.stdout.startswith("identical: 20 steps, 4 ranks")
 
 
-def test_uneven_shards_and_hybrid_give_the_demos_trace(tmp_path):
-    """3 ranks over a batch of 64 (shards of 22, 21, 21), the hybrid method, 30 steps: identical."""
-    args = ["--method", "hybrid", "--tau", "0.001", "--steps", "30"]
-    out = _compare(tmp_path, ["--simulate-ranks", "3", *args], ["--ranks", "3", *args])
-    assert out.startswith("identical: 30 steps, 3 ranks")
+OTHER_CONFIGURATIONS = {
+    # 3 ranks over a batch of 64: shards of 22, 21, 21; the magnitude floor of the hybrid
+    "hybrid-uneven": (3, ["--method", "hybrid", "--tau", "0.001", "--steps", "30"]),
+    # another seed and data set size, four layers, shards of 8, 8, 7, 7, reset residual
+    "reset-deep": (
+        4,
+        "--seed 7 --hidden 16,16,8 --batch 30 --samples 900 --features 12 --classes 5 --residual reset "
+        "--alpha 1.5 --zeta 0.9 --lr 0.1 --steps 60 --checksum-every 7 --test-fraction 0.25".split(),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_CONFIGURATIONS))
+def test_other_configurations_give_the_demos_trace(tmp_path, name):
+    """Uneven shards, the hybrid, reset, another model and data set: the traces compare identical."""
+    ranks, args = OTHER_CONFIGURATIONS[name]
+    out = _compare(tmp_path, ["--simulate-ranks", str(ranks), *args], ["--ranks", str(ranks), *args])
+    assert out.startswith(f"identical: {args[args.index('--steps') + 1]} steps, {ranks} ranks")
 
 
 def test_a_different_configuration_is_found_different(tmp_path):
