@@ -16,6 +16,7 @@ The method in three parts, one module each:
 :class:`vgc_ref.Compressor` ties the parts together for one worker.
 """
 
+from vgc_ref._version import __version__ as __version__
 from vgc_ref.aggregate import aggregate_packets, decode_accumulate
 from vgc_ref.compressor import METHODS, Compressor
 from vgc_ref.criterion import dense_packet, strom_step, topk_step, vgc_step
@@ -34,8 +35,6 @@ from vgc_ref.packet import MAX_SEGMENT_LEN, Codec, Packet, packet_entries
 from vgc_ref.params import StromParams, TopKParams, VGCParams
 from vgc_ref.state import SegmentState, segment_bounds, split_segments
 from vgc_ref.variance import dense_grad, dense_grad_var, dense_var, per_sample_dense_grad_var
-
-__version__ = "0.1.0"
 
 __all__ = [
     "METHODS",
