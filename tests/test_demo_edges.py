@@ -261,3 +261,25 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(saved, tmp
     assert not stale.exists()
     assert live.exists() and other.exists()
     assert checkpoint.load(target).step == checkpoint.load(saved).step
+
+
+SWEEP_CASES = [
+    (["--datasets", "foo"], "--datasets 'foo'"),
+    (["--methods", "vgc,foo"], "--methods 'vgc,foo'"),
+    (["--seeds", "1,x"], "--seeds '1,x'"),
+    (["--epochs", "0"], "--epochs 0"),
+]
+
+
+@pytest.mark.parametrize("args,fragment", SWEEP_CASES, ids=[" ".join(a) for a, _ in SWEEP_CASES])
+def test_sweep_refuses_bad_arguments_before_any_run(tmp_path, args, fragment):
+    out = tmp_path / "sweep"
+    done = demo(["sweep", "--quick", "--out", str(out), *args])
+    assert_usage_error(done, fragment)
+    assert not out.exists()
+
+
+def test_sweep_out_that_is_a_file_is_refused(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("x")
+    assert_usage_error(demo(["sweep", "--quick", "--out", str(f)]), "--out", "not a directory")
