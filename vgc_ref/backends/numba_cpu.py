@@ -49,7 +49,7 @@ from numba.core.extending import intrinsic
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from vgc_ref import quantize
-from vgc_ref.aggregate import rank_ordered_segments
+from vgc_ref.aggregate import check_messages, rank_ordered_segments
 from vgc_ref.backends import Backend
 from vgc_ref.criterion import check_finite
 from vgc_ref.encoding import decode_message
@@ -791,6 +791,7 @@ def decode_messages(messages: Sequence[bytes]) -> list[list[Packet]]:
     decoded by the reference decoder, which then raises the reference's error (or, should
     the fast check ever be stricter than the reference, returns the packets).
     """
+    check_messages(messages)
     packet_lists = []
     for rank, message in enumerate(messages):
         packets = _fast_decode(message)
