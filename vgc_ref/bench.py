@@ -255,6 +255,76 @@ def run(n: int, repeats: int, backends: dict[str, registry.Backend], quick: bool
     return rows
 
 
+def small_segments(repeats: int, log2n: range = range(8, 21)) -> list[dict]:
+    """numba-cpu's vgc_step on each path at n = 2^8 .. 2^20: the serial twin and the parallel kernels.
+
+    Interleaved: each round times both paths once per size, so load from elsewhere hits
+    both. Returns best and median seconds per path; numba_cpu.SERIAL_MAX is where the
+    serial path stops paying (docs/performance.md, "Small segments").
+    """
+    from vgc_ref.backends import numba_cpu
+
+    backend = registry.get_backend("numba-cpu")
+    rng = np.random.default_rng(0)
+    params = VGCParams()
+    limits = {"serial": 1 << 30, "parallel": -1}
+    saved = numba_cpu.SERIAL_MAX
+    rows = []
+    try:
+        for k in log2n:
+            n = 1 << k
+            g, s = step_inputs(n, 0.01, rng)
+            state = SegmentState.zeros(n)
+
+            def step(state=state, g=g, s=s):
+                state.r.fill(0)
+                state.v.fill(0)
+                t0 = time.perf_counter()
+                backend.vgc_step(state, g, s, params)
+                return time.perf_counter() - t0
+
+            times: dict[str, list[float]] = {p: [] for p in limits}
+            for limit in limits.values():  # compile both
+                numba_cpu.SERIAL_MAX = limit
+                step()
+            for _ in range(repeats):
+                for p, limit in limits.items():
+                    numba_cpu.SERIAL_MAX = limit
+                    times[p].append(step())
+            row = {"n": n}
+            for p in limits:
+                row[f"{p}_best"] = min(times[p])
+                row[f"{p}_median"] = float(np.median(times[p]))
+            rows.append(row)
+            print(
+                f"# n = 2^{k}: serial {1e3 * row['serial_median']:.3f} ms, "
+                f"parallel {1e3 * row['parallel_median']:.3f} ms (medians)",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        numba_cpu.SERIAL_MAX = saved
+    return rows
+
+
+def print_small_segments(rows: list[dict], info: dict) -> None:
+    print("# vgc_ref.bench --small-segments: numba-cpu vgc_step, serial twin against parallel kernels")
+    for key in ("cpu", "cores", "numba_threads", "load_average"):
+        print(f"# {key}: {info[key]}")
+    head = (
+        f"{'n':>9} {'serial best':>12} {'median':>9} {'parallel best':>14} {'median':>9} "
+        f"{'parallel/serial (median)':>25}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(
+            f"{r['n']:>9,} {1e3 * r['serial_best']:9.3f} ms {1e3 * r['serial_median']:6.3f} ms "
+            f"{1e3 * r['parallel_best']:11.3f} ms {1e3 * r['parallel_median']:6.3f} ms "
+            f"{r['parallel_median'] / r['serial_median']:25.2f}"
+        )
+
+
 def _finish(rows: list[dict]) -> None:
     """Add GB/s, the speed-up over the numpy row of the same op, and the share of copy GB/s."""
     copy = next(r for r in rows if r["op"].startswith("copy"))
@@ -323,8 +393,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backends", default=",".join(registry.backend_names()), help="comma-separated backend names"
     )
+    parser.add_argument(
+        "--small-segments",
+        action="store_true",
+        help="only numba-cpu's serial and parallel paths at n = 2^8 .. 2^20 (numba_cpu.SERIAL_MAX)",
+    )
     args = parser.parse_args(argv)
     names = check_args(args, parser.prog)
+    if args.small_segments:
+        info = machine()
+        rows = small_segments(15 if args.quick else 51)
+        print_small_segments(rows, info)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"small_segments": rows, "machine": info}, f, indent=2)
+        return 0
     n = 1 << args.n
     repeats = 3 if args.quick else 7
     start = time.perf_counter()
