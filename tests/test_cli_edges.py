@@ -208,3 +208,12 @@ def test_conformance_without_pytest_says_what_to_install():
     )
     done = command("", code=code)
     assert_usage_error(done, "vgc_ref.conformance", "pytest and hypothesis", "vgc_ref[test]")
+
+
+def test_the_installed_metadata_has_the_one_version_and_an_spdx_license():
+    """pyproject.toml reads the version from vgc_ref/_version.py; the license is an SPDX expression."""
+    from importlib.metadata import metadata
+
+    meta = metadata("vgc_ref")
+    assert meta["Version"] == __version__
+    assert meta["License-Expression"] == "MIT"
