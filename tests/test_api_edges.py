@@ -55,3 +55,11 @@ def test_one_message_instead_of_a_list_names_messages(backend, wrap):
 def test_size_beyond_the_format_is_refused():
     with pytest.raises(InputError, match=r"sizes\[0\]"):
         vgc_ref.aggregate_packets([[vgc_ref.dense_packet(0, np.ones(1, np.float32))]], [2**27 + 1])
+
+
+def test_a_bad_backend_from_the_environment_names_the_variable(monkeypatch):
+    monkeypatch.setenv("VGC_BACKEND", "nump")
+    with pytest.raises(vgc_ref.HyperparameterError, match=r"\$VGC_BACKEND='nump'"):
+        get_backend()
+    with pytest.raises(vgc_ref.HyperparameterError, match=r"hyperparameter backend='nump'"):
+        get_backend("nump")

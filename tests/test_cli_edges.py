@@ -37,7 +37,15 @@ def assert_usage_error(done: subprocess.CompletedProcess, prog: str, *fragments:
 
 @pytest.mark.parametrize(
     "module",
-    ["vgc_ref.bench", "vgc_ref.vectors", "vgc_ref.conformance", "vgc_ref.costmodel", "mpi_demo"],
+    [
+        "vgc_ref",
+        "vgc_ref.bench",
+        "vgc_ref.vectors",
+        "vgc_ref.conformance",
+        "vgc_ref.costmodel",
+        "mpi_demo",
+        "mpi_demo.costcheck",
+    ],
 )
 def test_every_command_answers_version(module):
     done = command(module, "--version")
