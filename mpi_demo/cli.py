@@ -246,9 +246,12 @@ def _train(args: argparse.Namespace, prog: str) -> int:
         if args.backend is None and os.environ.get(BACKEND_ENV_VAR):
             check_backend(config.backend, f"${BACKEND_ENV_VAR}")  # name the variable, not --backend
         validate(config)
-        check_files(config, args.compare)
     except ConfigError as err:
         usage_error(prog, str(err))  # one line, once per job, exit 2; MPI has not been touched
+    try:
+        check_files(config, args.compare)
+    except ConfigError as err:  # paths may differ between hosts: each host's first rank reports
+        usage_error(prog, str(err), per_host=True)
 
     from mpi_demo.checkpoint import CheckpointError
     from mpi_demo.comm import MPIComm, SimulatedComm

@@ -29,7 +29,7 @@ def small(**changes) -> TrainConfig:
 
 def demo(args: list[str], env: dict[str, str] | None = None, timeout: int = 120):
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "VGC_BACKEND"):
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MPI_LOCALRANKID", "VGC_BACKEND"):
         if env is None or var not in env:
             full_env.pop(var, None)
     cmd = [sys.executable, "-m", "mpi_demo", *args]
@@ -119,6 +119,20 @@ def test_only_rank_zero_of_a_launch_prints_the_error():
     assert other.returncode == 2 and other.stderr == ""
     first = demo(["train", "--alpha", "0"], env={"PMI_RANK": "0"})
     assert_usage_error(first, "--alpha 0.0")
+
+
+def test_a_path_error_is_also_reported_by_the_first_rank_of_another_host(tmp_path):
+    """Paths may differ between hosts: rank 2, first on its host, names itself; rank 3 is silent."""
+    args = ["train", "--trace", str(tmp_path)]
+    first = demo(args, env={"PMI_RANK": "2", "MPI_LOCALRANKID": "0"})
+    assert first.returncode == 2
+    assert first.stderr.strip().splitlines() == [
+        f"python -m mpi_demo train: error (rank 2): --trace '{tmp_path}': is a directory; give a file path"
+    ]
+    second = demo(args, env={"PMI_RANK": "3", "MPI_LOCALRANKID": "1"})
+    assert second.returncode == 2 and second.stderr == ""
+    value = demo(["train", "--alpha", "0"], env={"PMI_RANK": "2", "MPI_LOCALRANKID": "0"})
+    assert value.returncode == 2 and value.stderr == ""  # the same on every host: rank 0 says it
 
 
 @pytest.mark.mpi

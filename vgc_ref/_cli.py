@@ -20,6 +20,16 @@ EXIT_USAGE = 2
 
 #: Variables through which MPI launchers tell a process its rank (MPICH/Hydra, Open MPI, PMIx).
 RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+#: ... and its rank among the processes on its own host (MPICH/Hydra, Open MPI).
+LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK")
+
+
+def _env_int(names: tuple[str, ...]) -> int | None:
+    for var in names:
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            return int(value)
+    return None
 
 
 def launcher_rank() -> int | None:
@@ -27,17 +37,21 @@ def launcher_rank() -> int | None:
 
     Read without importing MPI, so an argument error never starts it.
     """
-    for var in RANK_VARIABLES:
-        value = os.environ.get(var, "")
-        if value.isdigit():
-            return int(value)
-    return None
+    return _env_int(RANK_VARIABLES)
 
 
-def say_error(prog: str, message: str) -> None:
-    """Print ``PROG: error: MESSAGE`` on stderr once per job (rank 0, or a plain process)."""
-    if launcher_rank() in (None, 0):
+def say_error(prog: str, message: str, per_host: bool = False) -> None:
+    """Print ``PROG: error: MESSAGE`` on stderr once per job (rank 0, or a plain process).
+
+    ``per_host``: for a check whose outcome may differ between hosts (a path), the first
+    rank of every other host prints it too, naming its rank, so that no host fails
+    silently.
+    """
+    rank = launcher_rank()
+    if rank in (None, 0):
         print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    elif per_host and _env_int(LOCAL_RANK_VARIABLES) == 0:
+        print(f"{prog}: error (rank {rank}): {message}", file=sys.stderr, flush=True)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -56,9 +70,9 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE)
 
 
-def usage_error(prog: str, message: str) -> NoReturn:
+def usage_error(prog: str, message: str, per_host: bool = False) -> NoReturn:
     """One line, exit status 2: for errors found after parsing, before any work."""
-    say_error(prog, message)
+    say_error(prog, message, per_host)
     raise SystemExit(EXIT_USAGE)
 
 
