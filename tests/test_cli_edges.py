@@ -225,3 +225,22 @@ def test_the_installed_metadata_has_the_one_version_and_an_spdx_license():
     meta = metadata("vgc_ref")
     assert meta["Version"] == __version__
     assert meta["License-Expression"] == "MIT"
+
+
+def test_vectors_run_reports_an_implementation_that_raises_and_goes_on(exported, tmp_path):
+    """Exit 1 (a failure of the implementation, not of the files), one line per case; other cases run."""
+    import shutil
+
+    root = tmp_path / "v"
+    shutil.copytree(exported, root)
+    impl = tmp_path / "raising_impl.py"
+    impl.write_text(
+        "from vgc_ref import decode_accumulate, decode_message, dense_grad_var, encode_message, strom_step\n"
+        "def vgc_step(state, g, s, params):\n"
+        "    raise RuntimeError('not written yet')\n"
+    )
+    done = command("vgc_ref.vectors", "run", str(root), "--impl", str(impl))
+    assert done.returncode == 1, done.stderr
+    assert "error random_steps: the implementation raised RuntimeError: not written yet" in done.stdout
+    assert "ran   decode" in done.stdout
+    assert "Traceback" not in done.stderr
