@@ -81,6 +81,18 @@ def test_bench_json_that_is_a_directory_is_refused(tmp_path):
     assert_usage_error(done, "vgc_ref.bench", "--json", "is a directory")
 
 
+@pytest.mark.slow
+def test_bench_reports_each_measurement_as_it_goes(tmp_path):
+    """A line on stderr per row of the table; the JSON is written where --json says."""
+    out = tmp_path / "b.json"
+    done = command("vgc_ref.bench", "--quick", "--n", "10", "--backends", "numpy", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    measured = [line for line in done.stderr.splitlines() if line.startswith("# measured ")]
+    assert len(measured) == len(rows)
+    assert all(f"# measured {r['op']} ({r['backend']})" in m for r, m in zip(rows, measured))
+
+
 def test_bench_refuses_a_segment_larger_than_the_memory(monkeypatch, capsys):
     from vgc_ref import bench
 
