@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 NP     ?= 4
 
-.PHONY: demo test lint example clean
+.PHONY: demo test lint example dist dist-check clean
 
 # TORCH: the PyTorch replica's torch (examples/torch_replica), installed first so that it is
 # the CPU build; empty skips it (its tests are then skipped). Where PyPI's Linux wheel is the
@@ -38,5 +38,21 @@ lint: $(VENV)/.installed
 example: $(VENV)/.installed
 	$(PY) -m vgc_ref
 
+# A wheel and an sdist in dist/ (docs/conformance.md, "Installing").
+dist: $(VENV)/.installed
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+
+# Install each of them into a new virtual environment and run the kit there, outside the checkout.
+DIST_CHECK ?= $(CURDIR)/build/dist-check
+dist-check: dist
+	rm -rf $(DIST_CHECK)
+	for kind in whl tar.gz; do \
+	  $(PYTHON) -m venv $(DIST_CHECK)/$$kind && \
+	  $(DIST_CHECK)/$$kind/bin/python -m pip install -q "$$(ls $(CURDIR)/dist/*.$$kind)[test]" && \
+	  (cd $(DIST_CHECK) && $(DIST_CHECK)/$$kind/bin/python -m vgc_ref.conformance --derandomize --max-examples 10) \
+	  || exit 1; \
+	done
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist

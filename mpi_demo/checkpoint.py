@@ -17,7 +17,15 @@ File layout (all integers little-endian)::
 
 Writing goes to a temporary file in the same directory, which is flushed, fsync'ed and
 then renamed over the target (``os.replace``), so a failed or interrupted write never
-destroys the previous checkpoint.
+destroys the previous checkpoint. A temporary file left by a process that was killed
+mid-write (``.NAME.tmp-PID`` whose PID no longer runs) is removed by the next write.
+
+Reading checks the bytes (magic, version, lengths, SHA-256) and then the content, field
+by field, since a digest only says the file is as written, not that it makes sense: the
+array table names exactly the arrays of ``ranks`` and ``segments``, each with its dtype
+and shape; parameters, momentum, r and v are finite; v >= 0; the counters are the
+run's. :func:`check_compatible` then checks it against the run that resumes it: ranks,
+segment sizes, configuration, the step within the run and the sample order.
 """
 
 from __future__ import annotations
@@ -94,10 +102,39 @@ def to_bytes(ckpt: Checkpoint) -> bytes:
     return body + hashlib.sha256(body).digest()
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # someone else's live process (or a PID that cannot be asked about)
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove ``.NAME.tmp-PID`` files of ``path`` whose writer no longer runs; return them."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            try:
+                tmp.unlink()
+            except OSError:
+                continue
+            removed.append(tmp)
+    return removed
+
+
 def save(path: str | Path, ckpt: Checkpoint) -> None:
-    """Write atomically: temporary file, flush, fsync, ``os.replace``; the old file survives any failure."""
+    """Write atomically: temporary file, flush, fsync, ``os.replace``; the old file survives any failure.
+
+    Temporary files of earlier writers that were killed mid-write are removed first.
+    """
     path = Path(path)
     data = to_bytes(ckpt)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
@@ -163,6 +200,7 @@ def _from_bytes(data: bytes, source: str) -> Checkpoint:
         expected += entry["nbytes"]
     if start + expected != body_end:
         raise CheckpointError(f"{source}: {body_end - start - expected} unexplained bytes after the arrays")
+    _check_content(header, arrays, source)
     ranks, n_seg = header["ranks"], len(header["segments"])
     return Checkpoint(
         config=header["config"],
@@ -179,6 +217,88 @@ def _from_bytes(data: bytes, source: str) -> Checkpoint:
     )
 
 
+#: The counters a checkpoint carries (mpi_demo.train.Counters), and their types.
+COUNTERS = {
+    "message_bytes": int,
+    "dense_bytes": int,
+    "sent": int,
+    "elements": int,
+    "steps": int,
+    "last_loss": float,
+    "epoch_loss": float,
+    "epoch_correct": int,
+    "epoch_seen": int,
+}
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_content(header: dict[str, Any], arrays: dict[str, np.ndarray], source: str) -> None:
+    """The header's fields and every array's name, dtype, shape and values (module docstring)."""
+    ranks, step, epoch, segments = header["ranks"], header["step"], header["epoch"], header["segments"]
+    if not (_is_int(ranks) and ranks >= 1):
+        raise CheckpointError(f"{source}: header field ranks = {ranks!r}: must be an integer >= 1")
+    if not (_is_int(step) and step >= 0):
+        raise CheckpointError(f"{source}: header field step = {step!r}: must be an integer >= 0")
+    if not (_is_int(epoch) and epoch >= -1):
+        raise CheckpointError(f"{source}: header field epoch = {epoch!r}: must be an integer >= -1")
+    if not (isinstance(segments, list) and segments and all(_is_int(n) and n >= 1 for n in segments)):
+        raise CheckpointError(f"{source}: header field segments = {segments!r}: must list sizes >= 1")
+    if not isinstance(header["config"], dict):
+        raise CheckpointError(f"{source}: header field config: must be a JSON object")
+    counters = header["counters"]
+    if not isinstance(counters, dict) or set(counters) != set(COUNTERS):
+        raise CheckpointError(f"{source}: header field counters: must hold exactly {', '.join(COUNTERS)}")
+    for key, kind in COUNTERS.items():
+        value = counters[key]
+        ok = _is_int(value) and value >= 0 if kind is int else isinstance(value, (int, float))
+        if not ok:
+            raise CheckpointError(f"{source}: counter {key} = {value!r}: must be a {kind.__name__}")
+
+    # name -> (dtype, shape, finite and v >= 0 checked)
+    want: dict[str, tuple[str, tuple[int, ...] | None]] = {"order": ("<i8", None), "trace": ("|u1", None)}
+    for j, n in enumerate(segments):
+        want[f"params/{j}"] = want[f"momentum/{j}"] = ("<f4", (n,))
+        for w in range(ranks):
+            want[f"r/{w}/{j}"] = want[f"v/{w}/{j}"] = ("<f4", (n,))
+    if set(arrays) != set(want):
+        missing = sorted(set(want) - set(arrays))
+        extra = sorted(set(arrays) - set(want))
+        raise CheckpointError(
+            f"{source}: array table does not match ranks = {ranks}, segments = {segments}: "
+            + (f"missing {', '.join(missing[:4])}" if missing else f"unexpected {', '.join(extra[:4])}")
+        )
+    table = {entry["name"]: entry for entry in header["arrays"]}
+    for name, (dtype, shape) in want.items():
+        a = arrays[name]
+        if np.dtype(table[name]["dtype"]) != np.dtype(dtype):
+            raise CheckpointError(
+                f"{source}: array {name}: dtype {table[name]['dtype']!r}, expected {dtype!r}"
+            )
+        if a.ndim != 1 or (shape is not None and a.shape != shape):
+            raise CheckpointError(
+                f"{source}: array {name}: shape {list(a.shape)}, expected {list(shape or ('n',))}"
+            )
+        if dtype == "<f4":
+            bad = np.flatnonzero(~np.isfinite(a))
+            if bad.size:
+                i = int(bad[0])
+                raise CheckpointError(f"{source}: array {name}: element {i} is {a[i]!r}; must be finite")
+            if name.startswith("v/"):
+                neg = np.flatnonzero(a < 0)
+                if neg.size:
+                    i = int(neg[0])
+                    raise CheckpointError(f"{source}: array {name}: element {i} is {a[i]!r}; v must be >= 0")
+    if epoch == -1 and arrays["order"].size:
+        raise CheckpointError(f"{source}: array order: must be empty when epoch = -1")
+    try:
+        arrays["trace"].tobytes().decode("ascii")
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{source}: array trace: not ASCII text ({err})") from err
+
+
 def load(path: str | Path) -> Checkpoint:
     """Read and verify a checkpoint file."""
     try:
@@ -189,9 +309,19 @@ def load(path: str | Path) -> Checkpoint:
 
 
 def check_compatible(
-    ckpt: Checkpoint, config: dict[str, Any], ranks: int, sizes: list[int], source: str
+    ckpt: Checkpoint,
+    config: dict[str, Any],
+    ranks: int,
+    sizes: list[int],
+    source: str,
+    total: int | None = None,
+    n_train: int | None = None,
 ) -> None:
-    """Refuse a checkpoint of another job: other rank count, model or configuration."""
+    """Refuse a checkpoint of another job: other rank count, model or configuration.
+
+    With ``total`` (the run's number of steps), the step must lie in 0 .. total; with
+    ``n_train``, a saved sample order must be a permutation of the n_train samples.
+    """
     if ckpt.ranks != ranks:
         raise CheckpointError(f"{source}: written by a job of {ckpt.ranks} ranks; this job has {ranks}")
     seg = [int(p.size) for p in ckpt.params]
@@ -201,4 +331,12 @@ def check_compatible(
         if ckpt.config.get(key) != config.get(key):
             raise CheckpointError(
                 f"{source}: written with {key} = {ckpt.config.get(key)!r}; this run has {config.get(key)!r}"
+            )
+    if total is not None and not 0 <= ckpt.step <= total:
+        raise CheckpointError(f"{source}: header field step = {ckpt.step}: this run has {total} steps")
+    if n_train is not None and ckpt.epoch >= 0:
+        order = ckpt.order
+        if order.shape != (n_train,) or not np.array_equal(np.sort(order), np.arange(n_train)):
+            raise CheckpointError(
+                f"{source}: array order: must be a permutation of the {n_train} training samples"
             )

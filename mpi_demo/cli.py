@@ -23,8 +23,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mpi_demo.config import METHODS, PRODUCTS, RESIDUALS, ConfigError, TrainConfig, validate
+from mpi_demo.config import METHODS, PRODUCTS, RESIDUALS, ConfigError, TrainConfig, check_backend, validate
 from mpi_demo.data import DATASETS
+from vgc_ref._cli import ArgumentParser, input_file_problem, output_file_problem, say_error, usage_error
+from vgc_ref.backends import ENV_VAR as BACKEND_ENV_VAR
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -39,7 +41,7 @@ def _hidden(text: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m mpi_demo",
         description="Train a NumPy MLP across MPI ranks with VGC and its baselines.",
     )
@@ -80,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tau", type=float, default=d.tau, help="strom, hybrid (> 0 there; 0 for vgc)")
     g.add_argument("--residual", choices=RESIDUALS, default=d.residual)
     g.add_argument("--fraction", type=float, default=d.fraction, help="topk: share of each segment sent")
-    g.add_argument("--backend", default=d.backend, help="vgc_ref backend: numpy, numba-cpu, ...")
+    g.add_argument(
+        "--backend",
+        default=None,
+        help=f"vgc_ref backend: numpy, numba-cpu, ... (default: ${BACKEND_ENV_VAR}, else {d.backend})",
+    )
     g.add_argument(
         "--compare",
         choices=("none",),
@@ -169,7 +175,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         tau=args.tau,
         residual=args.residual,
         fraction=args.fraction,
-        backend=args.backend,
+        backend=args.backend if args.backend is not None else os.environ.get(BACKEND_ENV_VAR) or "numpy",
         seed=args.seed,
         products=args.products,
         ranks=args.simulate_ranks,
@@ -191,19 +197,22 @@ def check_files(config: TrainConfig, compare: str | None) -> None:
     """The checks on paths and optional dependencies, before MPI starts."""
     for option, path in (("--trace", config.trace), ("--checkpoint", config.checkpoint)):
         if path is not None:
-            parent = Path(path).resolve().parent
-            if not parent.is_dir():
-                raise ConfigError(option, path, f"directory {parent} does not exist")
-            if not os.access(parent, os.W_OK):
-                raise ConfigError(option, path, f"directory {parent} is not writable")
+            problem = output_file_problem(path)
+            if problem:
+                raise ConfigError(option, path, problem)
+    if config.trace is not None and config.checkpoint is not None:
+        if Path(config.trace).resolve() == Path(config.checkpoint).resolve():
+            raise ConfigError("--checkpoint", config.checkpoint, "is the --trace file too; give two paths")
     if config.dump_inputs is not None:
         from mpi_demo.inputs import check_directory
 
         problem = check_directory(config.dump_inputs)
         if problem is not None:
             raise ConfigError("--dump-inputs", config.dump_inputs, problem)
-    if config.resume is not None and not Path(config.resume).is_file():
-        raise ConfigError("--resume", config.resume, "no such file")
+    if config.resume is not None:
+        problem = input_file_problem(config.resume)
+        if problem:
+            raise ConfigError("--resume", config.resume, problem)
     if config.dataset == "digits" and importlib.util.find_spec("sklearn") is None:
         raise ConfigError(
             "--dataset",
@@ -258,13 +267,18 @@ def _summary(results, config: TrainConfig) -> list[str]:
     return lines
 
 
-def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _train(args: argparse.Namespace, prog: str) -> int:
     config = config_from_args(args)
     try:
+        if args.backend is None and os.environ.get(BACKEND_ENV_VAR):
+            check_backend(config.backend, f"${BACKEND_ENV_VAR}")  # name the variable, not --backend
         validate(config)
-        check_files(config, args.compare)
     except ConfigError as err:
-        parser.error(str(err))  # exits with EXIT_USAGE; MPI has not been touched
+        usage_error(prog, str(err))  # one line, once per job, exit 2; MPI has not been touched
+    try:
+        check_files(config, args.compare)
+    except ConfigError as err:  # paths may differ between hosts: each host's first rank reports
+        usage_error(prog, str(err), per_host=True)
 
     from mpi_demo.checkpoint import CheckpointError
     from mpi_demo.comm import MPIComm, SimulatedComm
@@ -277,10 +291,10 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         try:
             comm = MPIComm()
         except ImportError as err:
-            print(
-                f"mpi_demo: error: mpi4py is not installed ({err}); run under mpiexec after "
+            say_error(
+                prog,
+                f"mpi4py is not installed ({err}); run under mpiexec after "
                 "pip install -e '.[mpi]', or use --simulate-ranks P",
-                file=sys.stderr,
             )
             return EXIT_USAGE
 
@@ -299,7 +313,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except (ConfigError, CheckpointError, DatasetUnavailableError) as err:
         # Raised alike on every rank (after a broadcast where needed): no abort needed.
         if comm.is_root:
-            print(f"mpi_demo: error: {err}", file=sys.stderr, flush=True)
+            print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     except RankFailureError as err:
         print(f"rank {err.rank}: {type(err.error).__name__}: {err.error}", file=sys.stderr, flush=True)
@@ -317,7 +331,14 @@ def _compare(args: argparse.Namespace) -> int:
     try:
         same, report = compare_files(args.trace_a, args.trace_b)
     except (OSError, TraceError) as err:
-        print(f"mpi_demo compare: error: {err}", file=sys.stderr)
+        print(f"python -m mpi_demo compare: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (KeyError, TypeError, IndexError, AttributeError) as err:  # a header without its fields
+        print(
+            f"python -m mpi_demo compare: error: {args.trace_a} or {args.trace_b}: malformed trace record "
+            f"({type(err).__name__}: {err})",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     print(report)
     return EXIT_OK if same else EXIT_FAILED
@@ -332,4 +353,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mpi_demo import sweep
 
         return sweep.run_cli(args, list(argv) if argv is not None else None)
-    return _train(args, parser)
+    return _train(args, f"{parser.prog} train")

@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from mpi_demo.data import DATASETS, DIGITS_SAMPLES
 
 METHODS = ("none", "vgc", "strom", "hybrid", "topk")
@@ -118,15 +120,35 @@ def _positive_int(name: str, value: object, minimum: int = 1) -> None:
 
 
 def _finite(
-    name: str, value: object, low: float, high: float, low_open: bool = False, high_open=False
+    name: str,
+    value: object,
+    low: float,
+    high: float,
+    low_open: bool = False,
+    high_open: bool = False,
+    float32: bool = True,
 ) -> None:
+    """``value`` is a finite number in the interval; with ``float32``, so is its float32 rounding.
+
+    The run computes with the float32 value (model.py, vgc_ref.params): 1e39 would be
+    infinite there, 1e-50 zero, so the range is checked on that value too.
+    """
+
+    def inside(x: float) -> bool:
+        return (x > low if low_open else x >= low) and (x < high if high_open else x <= high)
+
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
+    if not (ok and inside(value)):
         raise ConfigError(name, value, f"must be a finite number in {lo}{low}, {high}{hi}")
+    if float32:
+        with np.errstate(over="ignore"):
+            x32 = float(np.float32(value))
+        if not (math.isfinite(x32) and inside(x32)):
+            raise ConfigError(
+                name, value, f"is {x32!r} in float32, the run's precision; must be in {lo}{low}, {high}{hi}"
+            )
 
 
 def validate(config: TrainConfig) -> None:
@@ -140,7 +162,7 @@ def validate(config: TrainConfig) -> None:
     _positive_int("--samples", config.samples, 2)
     _positive_int("--features", config.features)
     _positive_int("--classes", config.classes, 2)
-    _finite("--test-fraction", config.test_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    _finite("--test-fraction", config.test_fraction, 0.0, 1.0, low_open=True, high_open=True, float32=False)
     if not config.hidden:
         raise ConfigError("--hidden", config.hidden, "needs at least one hidden layer")
     for width in config.hidden:
@@ -159,13 +181,18 @@ def validate(config: TrainConfig) -> None:
     _finite("--alpha", config.alpha, 0.0, math.inf, low_open=True, high_open=True)
     _finite("--zeta", config.zeta, 0.0, 1.0)
     _finite("--tau", config.tau, 0.0, math.inf, high_open=True)
-    _finite("--fraction", config.fraction, 0.0, 1.0, low_open=True)
+    _finite("--fraction", config.fraction, 0.0, 1.0, low_open=True, float32=False)
     if config.method == "vgc" and config.tau != 0:
         raise ConfigError("--tau", config.tau, "must be 0 for --method vgc (use --method hybrid for tau > 0)")
     if config.method == "topk" and config.tau != 0:
         raise ConfigError("--tau", config.tau, "must be 0 for --method topk")
-    if config.method in ("strom", "hybrid") and not config.tau > 0:
-        raise ConfigError("--tau", config.tau, f"must be > 0 for --method {config.method}")
+    if config.method in ("strom", "hybrid") and not np.float32(config.tau) > 0:
+        raise ConfigError(
+            "--tau",
+            config.tau,
+            f"must be > 0 for --method {config.method} (and not round to 0 in float32); "
+            "give one, e.g. --tau 0.01",
+        )
     _positive_int("--seed", config.seed, 0)
     _positive_int("--checksum-every", config.checksum_every)
     _positive_int("--log-every", config.log_every, 0)
@@ -183,11 +210,19 @@ def validate(config: TrainConfig) -> None:
             )
         if config.resume is not None:
             raise ConfigError("--dump-inputs", config.dump_inputs, "dumps the first steps: not with --resume")
-    _check_backend(config.backend)
+    check_backend(config.backend)
     if config.products not in PRODUCTS:
         raise ConfigError("--products", config.products, f"must be one of {', '.join(PRODUCTS)}")
     samples = config.samples if config.dataset == "synthetic" else DIGITS_SAMPLES
-    n_train = samples - round(config.test_fraction * samples)
+    n_test = round(config.test_fraction * samples)  # as mpi_demo.data.load_dataset splits
+    if n_test < 1:
+        raise ConfigError(
+            "--test-fraction",
+            config.test_fraction,
+            f"leaves no test sample of the {samples} of {config.dataset} "
+            f"(round({config.test_fraction} * {samples}) = 0); raise it or --samples",
+        )
+    n_train = samples - n_test
     if n_train < config.batch:
         raise ConfigError(
             "--batch", config.batch, f"exceeds the {n_train} training samples of {config.dataset}"
@@ -205,12 +240,13 @@ def check_ranks(config: TrainConfig, ranks: int) -> None:
         raise ConfigError("--fail-rank", config.fail_rank, f"must be < the number of ranks ({ranks})")
 
 
-def _check_backend(name: str) -> None:
+def check_backend(name: str, option: str = "--backend") -> None:
+    """The backend is registered and runs here; ``option`` is what the error names."""
     from vgc_ref.backends import backend_names, get_backend
 
     if name not in backend_names():
-        raise ConfigError("--backend", name, f"must be one of {', '.join(backend_names())}")
+        raise ConfigError(option, name, f"must be one of {', '.join(backend_names())}")
     try:
         get_backend(name)
     except ImportError as err:
-        raise ConfigError("--backend", name, f"cannot run here ({err})") from err
+        raise ConfigError(option, name, f"cannot run here ({err})") from err

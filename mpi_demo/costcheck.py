@@ -21,7 +21,6 @@ the measured one as a Markdown table (docs/costmodel.md shows it).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -120,10 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "_ping":
         _ping(argv[1], int(argv[2]))
         return 0
-    ap = argparse.ArgumentParser(prog="python -m mpi_demo.costcheck", description=__doc__.split("\n")[0])
+    from vgc_ref._cli import ArgumentParser, input_file_problem, output_file_problem
+
+    ap = ArgumentParser(prog="python -m mpi_demo.costcheck", description=__doc__.split("\n")[0])
     ap.add_argument("--bench", action="append", default=None, help="bench JSON (repeatable)")
     ap.add_argument("--out", default="docs/results/costcheck.json")
     args = ap.parse_args(argv)
+    problem = output_file_problem(args.out)
+    if problem:
+        ap.error(f"--out {args.out!r}: {problem}")
+    for bench in args.bench or []:
+        problem = input_file_problem(bench)
+        if problem:
+            ap.error(f"--bench {bench!r}: {problem}")
     from mpi_demo import sweep
     from vgc_ref.costmodel import Workload, predict
 

@@ -623,7 +623,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_args(args: argparse.Namespace) -> str | None:
+    """The first bad argument of a sweep as one line, or None; checked before any run."""
+    from vgc_ref._cli import output_file_problem
+
+    datasets = [d for d in args.datasets.split(",") if d]
+    unknown = [d for d in datasets if d not in DATASETS]
+    if not datasets or unknown:
+        return f"--datasets {args.datasets!r}: choose from {', '.join(DATASETS)}"
+    from mpi_demo.config import METHODS
+
+    methods = [m for m in args.methods.split(",") if m]
+    if not methods or any(m not in METHODS for m in methods):
+        return f"--methods {args.methods!r}: choose from {', '.join(METHODS)}"
+    if args.seeds and not all(part.strip().isdigit() for part in args.seeds.split(",")):
+        return f"--seeds {args.seeds!r}: must be comma-separated integers >= 0"
+    if args.epochs is not None and args.epochs < 1:
+        return f"--epochs {args.epochs}: must be >= 1"
+    out = Path(args.out or (QUICK_OUT if args.quick else FULL_OUT))
+    if out.exists() and not out.is_dir():
+        return f"--out {str(out)!r}: exists and is not a directory"
+    existing = next((p for p in [out, *out.parents] if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        return f"--out {str(out)!r}: {existing} is not writable"
+    if args.markdown:
+        problem = output_file_problem(args.markdown)
+        if problem:
+            return f"--markdown {args.markdown!r}: {problem}"
+    return None
+
+
 def run_cli(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    problem = _check_args(args)
+    if problem:
+        from vgc_ref._cli import say_error
+
+        say_error("python -m mpi_demo sweep", problem)
+        return 2
     datasets = tuple(d for d in args.datasets.split(",") if d)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else ((0,) if args.quick else SEEDS)
     epochs = args.epochs if args.epochs is not None else (3 if args.quick else None)
@@ -700,7 +736,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = sys.argv[1:]
     if argv and argv[0] == "_mpi-worker":
         return _mpi_worker(argv[1])
-    parser = argparse.ArgumentParser(prog="python -m mpi_demo sweep", description=__doc__.split("\n")[0])
+    from vgc_ref._cli import ArgumentParser
+
+    parser = ArgumentParser(prog="python -m mpi_demo sweep", description=__doc__.split("\n")[0])
     add_arguments(parser)
     return run_cli(parser.parse_args(argv), argv)
 

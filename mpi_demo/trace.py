@@ -149,12 +149,15 @@ class TraceWriter:
 def read_trace(path: str | Path) -> list[dict[str, Any]]:
     """Parse a trace file; check its format name and version."""
     records = []
-    with open(path, encoding="ascii") as f:
+    with open(path, "rb") as f:  # bytes: a file that is not text fails on its line, not in the reader
         for number, line in enumerate(f, 1):
             try:
-                records.append(json.loads(line))
+                record = json.loads(line.decode("ascii"))
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise TraceError(f"{path}: line {number} is not valid JSON ({err})") from err
+            if not isinstance(record, dict):
+                raise TraceError(f"{path}: line {number} is not a JSON object")
+            records.append(record)
     if not records or records[0].get("type") != "header":
         raise TraceError(f"{path}: the first line must be the header record")
     head = records[0]

@@ -275,7 +275,7 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
     order_epoch, order = -1, np.empty(0, np.int64)
     prefix: list[str] = []
     if config.resume:
-        restored = _resume(config, comm, arith, seg_sizes)
+        restored = _resume(config, comm, arith, seg_sizes, total, n_train)
         start = restored.step
         params = [p.copy() for p in restored.params]
         momentum = [m.copy() for m in restored.momentum]
@@ -468,13 +468,15 @@ def _method_label(config: TrainConfig) -> str:
     return "none (dense float32)"
 
 
-def _resume(config: TrainConfig, comm, arith: dict[str, Any], seg_sizes: list[int]) -> ckpt_mod.Checkpoint:
+def _resume(
+    config: TrainConfig, comm, arith: dict[str, Any], seg_sizes: list[int], total: int, n_train: int
+) -> ckpt_mod.Checkpoint:
     """Rank 0 reads and checks the checkpoint and sends it to every rank; all raise alike on a bad one."""
     payload: ckpt_mod.Checkpoint | str
     if comm.is_root:
         try:
             payload = ckpt_mod.load(config.resume)
-            ckpt_mod.check_compatible(payload, arith, comm.size, seg_sizes, config.resume)
+            ckpt_mod.check_compatible(payload, arith, comm.size, seg_sizes, config.resume, total, n_train)
         except ckpt_mod.CheckpointError as err:
             payload = str(err)
     else:

@@ -16,6 +16,7 @@ The method in three parts, one module each:
 :class:`vgc_ref.Compressor` ties the parts together for one worker.
 """
 
+from vgc_ref._version import __version__ as __version__
 from vgc_ref.aggregate import aggregate_packets, decode_accumulate
 from vgc_ref.compressor import METHODS, Compressor
 from vgc_ref.criterion import dense_packet, strom_step, topk_step, vgc_step
@@ -40,8 +41,6 @@ from vgc_ref.variance import (
     dense_var,
     per_sample_dense_grad_var,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "METHODS",

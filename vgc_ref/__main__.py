@@ -44,4 +44,7 @@ def main(steps: int = 50, workers: int = 4, n: int = 10_000, seed: int = 0) -> N
 
 
 if __name__ == "__main__":
+    from vgc_ref._cli import ArgumentParser
+
+    ArgumentParser(prog="python -m vgc_ref", description=__doc__.split("\n")[0]).parse_args()
     main()

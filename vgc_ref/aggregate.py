@@ -13,14 +13,43 @@ single-process simulation of the P workers. (Elements a worker did not send coun
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from vgc_ref.encoding import decode_message
 from vgc_ref.errors import FormatError, InputError, SegmentMismatchError
-from vgc_ref.packet import Packet, packet_entries
+from vgc_ref.packet import MAX_SEGMENT_LEN, Packet, packet_entries
 from vgc_ref.state import check_vector
+
+
+def check_messages(messages: object) -> None:
+    """``messages`` is a sequence of P messages, not one message (whose items would be ints).
+
+    Shared by every backend's decode_accumulate, so all reject the same input alike.
+    """
+    if isinstance(messages, (bytes, bytearray, memoryview, str)):
+        raise InputError(
+            "messages",
+            f"one {type(messages).__name__} object",
+            "must be a sequence of P messages, one per rank (for one rank: [message])",
+        )
+    if not isinstance(messages, Iterable):
+        raise InputError("messages", type(messages).__name__, "must be a sequence of P messages")
+
+
+def check_sizes(sizes: object) -> list[int]:
+    """``sizes`` as a list of int: a sequence of integers 0 .. 2^27, no floats or strings."""
+    if isinstance(sizes, (str, bytes, bytearray)) or not isinstance(sizes, Iterable):
+        raise InputError("sizes", type(sizes).__name__, "must be a sequence of segment lengths")
+    out = []
+    for j, n in enumerate(sizes):
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+            raise InputError(f"sizes[{j}]", f"{n!r} ({type(n).__name__})", "must be an integer")
+        if not 0 <= n <= MAX_SEGMENT_LEN:
+            raise InputError(f"sizes[{j}]", repr(n), f"must be in 0 .. 2^27 = {MAX_SEGMENT_LEN}")
+        out.append(int(n))
+    return out
 
 
 def _check_layout(packet_lists: Sequence[Sequence[Packet]], sizes: Sequence[int]) -> None:
@@ -70,7 +99,7 @@ def rank_ordered_segments(
     """
     if len(packet_lists) == 0:
         raise InputError("packet_lists", "0 ranks", "needs at least one worker's packets")
-    sizes = [int(n) for n in sizes]
+    sizes = check_sizes(sizes)
     _check_layout(packet_lists, sizes)
     _check_out(out, sizes)
     by_id = [{p.segment_id: p for p in packets} for packets in packet_lists]
@@ -124,8 +153,10 @@ def decode_accumulate(
 
     Every message is decoded and checked against the segment layout before anything
     is written. A :class:`~vgc_ref.errors.FormatError` gets the attribute ``rank`` and
-    names the rank in its message.
+    names the rank in its message. ``messages`` must be a sequence (one bytes object is
+    refused, not read as a sequence of ints) and ``sizes`` integers.
     """
+    check_messages(messages)
     packet_lists = []
     for rank, message in enumerate(messages):
         try:

@@ -4,6 +4,11 @@ Usage::
 
     python -m vgc_ref.bench [--quick] [--json PATH] [--n LOG2N] [--backends a,b]
 
+Arguments are checked before anything is timed (exit status 2 and one line naming the
+argument): LOG2N in 10 .. 27 (2^27 is the largest segment of the format) and small
+enough for the memory available, known backend names, and a ``--json`` path that can be
+written. A line on stderr reports each measurement as it is taken.
+
 Every row gives the best time of several runs, the effective bandwidth counting only the
 minimal bytes (VGC step: 16 read + 8 written per element; decode-and-accumulate: the
 messages read + 4 bytes written per element, once into new arrays and once into a
@@ -26,6 +31,7 @@ import time
 import numpy as np
 
 from vgc_ref import backends as registry
+from vgc_ref._cli import ArgumentParser, output_file_problem, usage_error
 from vgc_ref.encoding import decode_message, encode_message
 from vgc_ref.params import VGCParams
 from vgc_ref.state import SegmentState
@@ -33,6 +39,23 @@ from vgc_ref.variance import dense_grad_var
 
 FRACTIONS = (0.001, 0.01, 0.1)
 N_RANKS = 4
+#: The range of --n: 2^10 elements (the compile call's length) up to the largest segment.
+MIN_LOG2N, MAX_LOG2N = 10, 27
+#: Peak memory of a run, measured with /usr/bin/time at n = 2^20 and 2^22 (numpy backend):
+#: about 80 bytes per element on top of 250 MB (the dense-layer matrices, NumPy, Numba).
+BYTES_PER_ELEMENT, BASE_BYTES = 80, 250 * 2**20
+
+
+def memory_available() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes; None where there is none."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _best(fn, repeats: int, setup=None) -> float:
@@ -120,6 +143,7 @@ def run(n: int, repeats: int, backends: dict[str, registry.Backend], quick: bool
         rows.append(
             {"op": op, "backend": backend, "seconds": seconds, "bytes": nbytes, "ref": ref_key, **extra}
         )
+        print(f"# measured {op} ({backend}): {1e3 * seconds:.2f} ms", file=sys.stderr, flush=True)
 
     # The yardstick: a NumPy copy of 12 bytes per element (24 moved).
     src = np.ones(3 * n, np.float32)
@@ -231,6 +255,76 @@ def run(n: int, repeats: int, backends: dict[str, registry.Backend], quick: bool
     return rows
 
 
+def small_segments(repeats: int, log2n: range = range(8, 21)) -> list[dict]:
+    """numba-cpu's vgc_step on each path at n = 2^8 .. 2^20: the serial twin and the parallel kernels.
+
+    Interleaved: each round times both paths once per size, so load from elsewhere hits
+    both. Returns best and median seconds per path; numba_cpu.SERIAL_MAX is where the
+    serial path stops paying (docs/performance.md, "Small segments").
+    """
+    from vgc_ref.backends import numba_cpu
+
+    backend = registry.get_backend("numba-cpu")
+    rng = np.random.default_rng(0)
+    params = VGCParams()
+    limits = {"serial": 1 << 30, "parallel": -1}
+    saved = numba_cpu.SERIAL_MAX
+    rows = []
+    try:
+        for k in log2n:
+            n = 1 << k
+            g, s = step_inputs(n, 0.01, rng)
+            state = SegmentState.zeros(n)
+
+            def step(state=state, g=g, s=s):
+                state.r.fill(0)
+                state.v.fill(0)
+                t0 = time.perf_counter()
+                backend.vgc_step(state, g, s, params)
+                return time.perf_counter() - t0
+
+            times: dict[str, list[float]] = {p: [] for p in limits}
+            for limit in limits.values():  # compile both
+                numba_cpu.SERIAL_MAX = limit
+                step()
+            for _ in range(repeats):
+                for p, limit in limits.items():
+                    numba_cpu.SERIAL_MAX = limit
+                    times[p].append(step())
+            row = {"n": n}
+            for p in limits:
+                row[f"{p}_best"] = min(times[p])
+                row[f"{p}_median"] = float(np.median(times[p]))
+            rows.append(row)
+            print(
+                f"# n = 2^{k}: serial {1e3 * row['serial_median']:.3f} ms, "
+                f"parallel {1e3 * row['parallel_median']:.3f} ms (medians)",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        numba_cpu.SERIAL_MAX = saved
+    return rows
+
+
+def print_small_segments(rows: list[dict], info: dict) -> None:
+    print("# vgc_ref.bench --small-segments: numba-cpu vgc_step, serial twin against parallel kernels")
+    for key in ("cpu", "cores", "numba_threads", "load_average"):
+        print(f"# {key}: {info[key]}")
+    head = (
+        f"{'n':>9} {'serial best':>12} {'median':>9} {'parallel best':>14} {'median':>9} "
+        f"{'parallel/serial (median)':>25}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(
+            f"{r['n']:>9,} {1e3 * r['serial_best']:9.3f} ms {1e3 * r['serial_median']:6.3f} ms "
+            f"{1e3 * r['parallel_best']:11.3f} ms {1e3 * r['parallel_median']:6.3f} ms "
+            f"{r['parallel_median'] / r['serial_median']:25.2f}"
+        )
+
+
 def _finish(rows: list[dict]) -> None:
     """Add GB/s, the speed-up over the numpy row of the same op, and the share of copy GB/s."""
     copy = next(r for r in rows if r["op"].startswith("copy"))
@@ -263,19 +357,61 @@ def print_table(rows: list[dict], info: dict, n: int) -> None:
         print(f"{r['op']:<40} {r['backend']:<11} {ms} {gbs} {speed} {share}  {', '.join(notes)}")
 
 
+def check_args(args: argparse.Namespace, prog: str) -> list[str]:
+    """The backend names; exit with status 2 and one line on any bad argument."""
+    if not MIN_LOG2N <= args.n <= MAX_LOG2N:
+        usage_error(prog, f"--n {args.n}: must be in {MIN_LOG2N} .. {MAX_LOG2N} (segment length 2^LOG2N)")
+    need, have = BASE_BYTES + BYTES_PER_ELEMENT * (1 << args.n), memory_available()
+    if have is not None and need > have:
+        usage_error(
+            prog,
+            f"--n {args.n}: needs about {need / 2**30:.1f} GiB of memory; {have / 2**30:.1f} GiB available",
+        )
+    names = [name.strip() for name in args.backends.split(",") if name.strip()]
+    unknown = [name for name in names if name not in registry.backend_names()]
+    if not names or unknown:
+        usage_error(
+            prog,
+            f"--backends {args.backends!r}: "
+            + ("unknown " + ", ".join(map(repr, unknown)) if unknown else "empty")
+            + f"; choose from {', '.join(registry.backend_names())}",
+        )
+    if args.json is not None:
+        problem = output_file_problem(args.json)
+        if problem:
+            usage_error(prog, f"--json {args.json!r}: {problem}")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vgc_ref.bench", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m vgc_ref.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (< 60 s on 2 cores)")
     parser.add_argument("--json", metavar="PATH", help="also write the rows and the machine as JSON")
-    parser.add_argument("--n", type=int, default=24, metavar="LOG2N", help="segment length 2^LOG2N (24)")
+    parser.add_argument(
+        "--n", type=int, default=24, metavar="LOG2N", help="segment length 2^LOG2N, 10 .. 27 (24)"
+    )
     parser.add_argument(
         "--backends", default=",".join(registry.backend_names()), help="comma-separated backend names"
     )
+    parser.add_argument(
+        "--small-segments",
+        action="store_true",
+        help="only numba-cpu's serial and parallel paths at n = 2^8 .. 2^20 (numba_cpu.SERIAL_MAX)",
+    )
     args = parser.parse_args(argv)
+    names = check_args(args, parser.prog)
+    if args.small_segments:
+        info = machine()
+        rows = small_segments(15 if args.quick else 51)
+        print_small_segments(rows, info)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"small_segments": rows, "machine": info}, f, indent=2)
+        return 0
     n = 1 << args.n
     repeats = 3 if args.quick else 7
     start = time.perf_counter()
-    backends = _loaded(args.backends.split(","))
+    backends = _loaded(names)
     if "numpy" not in backends:
         backends = {"numpy": registry.get_backend("numpy"), **backends}
     info = machine()

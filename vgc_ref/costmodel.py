@@ -196,7 +196,9 @@ def report(w: Workload, p: Prediction) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    from vgc_ref._cli import ArgumentParser
+
+    parser = ArgumentParser(
         prog="python -m vgc_ref.costmodel",
         description="Predict time per step with and without gradient compression (see module docstring).",
     )

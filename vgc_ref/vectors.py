@@ -31,8 +31,8 @@ Kinds of case:
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 import vgc_ref
+from vgc_ref._cli import ArgumentParser, usage_error
 from vgc_ref.conformance import cases as edge
 from vgc_ref.conformance import variance_cases
 from vgc_ref.packet import MAX_SEGMENT_LEN, Codec, Packet
@@ -249,8 +250,13 @@ def _params(segment):
     return None
 
 
-def _run_steps(impl, segments, inputs, sparse):
-    """Yield (packets, message, states) per step, running ``impl`` (an adapter) from zero state."""
+def _run_steps(impl, segments, inputs, sparse, copy_inputs=True):
+    """Yield (packets, message, states) per step, running ``impl`` (an adapter) from zero state.
+
+    ``inputs`` is iterated once unless ``sparse``, so ``run`` passes a generator that reads
+    one step from disk at a time; those arrays are the step's own, so ``copy_inputs=False``
+    hands them to ``impl`` without the protective copy (for n = 2^27, 512 MiB each).
+    """
     if sparse:  # run on the elements that are ever nonzero; every other element stays +0.0
         support = sorted(
             {
@@ -272,11 +278,13 @@ def _run_steps(impl, segments, inputs, sparse):
             j = sg["segment_id"]
             g, s = step[j]["g"], step[j]["s"]
             if sparse:
-                g, s = g[index], s[index]
+                g, s = g[index], None if s is None else s[index]
+            if copy_inputs:
+                g, s = g.copy(), None if s is None else s.copy()
             if sg["method"] == "vgc":
-                p = impl.vgc_step(states[j], g.copy(), s.copy(), _params(sg))
+                p = impl.vgc_step(states[j], g, s, _params(sg))
             elif sg["method"] == "strom":
-                p = impl.strom_step(states[j], g.copy(), _params(sg))
+                p = impl.strom_step(states[j], g, _params(sg))
             else:
                 p = vgc_ref.dense_packet(j, g)
             if sparse:  # the packet of the full segment: map the compacted indices back
@@ -326,10 +334,23 @@ def _decode_result(decode, data: bytes) -> dict:
 # --------------------------------------------------------------------------------------
 
 
+def _writable_directory(root: Path) -> None:
+    """Create ``root`` if needed and prove a file can be written there; VectorsError if not."""
+    if root.exists() and not root.is_dir():
+        raise VectorsError(f"{root}: exists and is not a directory")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".vgc_ref-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise VectorsError(f"{root}: cannot write here ({err.strerror or err})") from err
+
+
 def export(directory: str | Path) -> list[str]:
     """Write every case's inputs and the reference's expected outputs under ``directory``."""
     root = Path(directory)
-    root.mkdir(parents=True, exist_ok=True)
+    _writable_directory(root)
     index = []
     for name, (description, segments, inputs, sparse) in step_cases().items():
         case = root / name
@@ -463,64 +484,152 @@ def _run_dense(impl, case: Path, doc: dict, out: Path) -> None:
     _write_dense_outputs(out, impl.dense_grad_var(x, delta))
 
 
+class VectorsError(Exception):
+    """A directory or file of golden vectors cannot be used; the message names it."""
+
+
+def _load_json(path: Path, what: str):
+    """Parse a JSON file of the vectors, or raise VectorsError naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise VectorsError(f"{path}: missing ({what})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise VectorsError(f"{path}: not a readable JSON file ({what}: {err})") from err
+
+
 def _cases(root: Path, only: list[str] | None) -> list[str]:
-    doc = json.loads((root / "index.json").read_text())
-    if doc.get("format") != FORMAT or doc.get("version") != VERSION:
-        raise SystemExit(f"{root / 'index.json'}: not {FORMAT} version {VERSION}")
-    names = [c["name"] for c in doc["cases"]]
+    """The case names of ``root/index.json`` (only those in ``only``, when given)."""
+    if not root.is_dir():
+        raise VectorsError(f"{root}: no such directory; write one with: python -m vgc_ref.vectors export DIR")
+    if not (root / "index.json").is_file():
+        raise VectorsError(
+            f"{root}: no index.json, not a directory of golden vectors; "
+            "write one with: python -m vgc_ref.vectors export DIR"
+        )
+    doc = _load_json(root / "index.json", "the index of the cases")
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
+        raise VectorsError(f"{root / 'index.json'}: not {FORMAT} version {VERSION}")
+    try:
+        names = [str(c["name"]) for c in doc["cases"]]
+    except (KeyError, TypeError) as err:
+        raise VectorsError(f"{root / 'index.json'}: malformed case list ({err!r})") from err
     if only:
         unknown = sorted(set(only) - set(names))
         if unknown:
-            raise SystemExit(f"unknown case(s): {', '.join(unknown)}")
+            raise VectorsError(f"--case {', '.join(unknown)}: no such case in {root / 'index.json'}")
         names = [n for n in names if n in only]
     return names
 
 
-def run_impl(directory: str | Path, impl_spec: str, only: list[str] | None = None) -> None:
-    """Run a Python implementation (the conformance adapter) on the cases; write ``out/``."""
+def _check_case_doc(doc, path: Path) -> None:
+    """The fields of case.json that ``run`` reads, with their types; VectorsError if not."""
+
+    def need(ok: bool, field: str) -> None:
+        if not ok:
+            raise VectorsError(f"{path}: field {field} is missing or malformed")
+
+    def is_int(x) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+    need(isinstance(doc, dict) and doc.get("kind") in ("steps", "aggregate", "decode", "dense"), "kind")
+    if doc["kind"] == "steps":
+        need(isinstance(doc.get("sparse"), bool), "sparse")
+        need(is_int(doc.get("steps")), "steps")
+        segments = doc.get("segments")
+        need(isinstance(segments, list), "segments")
+        for sg in segments:
+            need(isinstance(sg, dict) and is_int(sg.get("segment_id")) and is_int(sg.get("n")), "segments")
+            need(sg.get("method") in ("vgc", "strom", "dense"), "segments[].method")
+            params = sg.get("params", {})
+            need(isinstance(params, dict), "segments[].params")
+            for key, value in params.items():
+                need(key == "residual" or (isinstance(value, dict) and "value" in value), f"params.{key}")
+    elif doc["kind"] == "aggregate":
+        need(is_int(doc.get("ranks")), "ranks")
+        need(isinstance(doc.get("sizes"), list) and all(is_int(n) for n in doc["sizes"]), "sizes")
+    elif doc["kind"] == "dense":
+        for key in ("batch", "in", "out"):
+            need(is_int(doc.get(key)), key)
+    else:
+        messages = doc.get("messages")
+        need(isinstance(messages, list) and all(isinstance(m, str) for m in messages), "messages")
+
+
+def run_impl(directory: str | Path, impl_spec: str, only: list[str] | None = None) -> int:
+    """Run a Python implementation (the conformance adapter) on the cases; write ``out/``.
+
+    Returns 0, or 1 when the implementation raised on a case (its ``out/`` is then
+    incomplete, which ``check`` reports). Raises :class:`VectorsError` for a directory,
+    case file or ``impl_spec`` that cannot be used, before any case runs.
+    """
     from vgc_ref.conformance.adapter import load_impl
 
-    impl = load_impl(impl_spec)
     root = Path(directory)
-    for name in _cases(root, only):
+    names = _cases(root, only)
+    try:
+        impl = load_impl(impl_spec)
+    except Exception as err:  # the module under test fails to import: its error, in one line
+        raise VectorsError(f"--impl {impl_spec!r}: cannot load it ({type(err).__name__}: {err})") from err
+    docs = {}
+    for name in names:
+        docs[name] = _load_json(root / name / "case.json", f"case {name}")
+        _check_case_doc(docs[name], root / name / "case.json")
+    failed = 0
+    for name, doc in docs.items():
         case = root / name
-        doc = json.loads((case / "case.json").read_text())
         out = case / "out"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
-        if doc["kind"] == "steps":
-            sparse = doc["sparse"]
-            segments = []
-            for sg in doc["segments"]:
-                params = {}
-                for key, value in sg.get("params", {}).items():
-                    params[key] = value if key == "residual" else value["value"]
-                segments.append({**sg, "params": params})
-            inputs = []
-            for t in range(doc["steps"]):
-                step = {}
-                for sg in segments:
-                    j, n = sg["segment_id"], sg["n"]
-                    g = _read_array(case / "in" / f"step{t}" / f"seg{j}.g", n, sparse)
-                    s = (
-                        _read_array(case / "in" / f"step{t}" / f"seg{j}.s", n, sparse)
-                        if sg["method"] == "vgc"
-                        else g * 0
-                    )
-                    step[j] = {"g": g, "s": s}
-                inputs.append(step)
-            _write_step_outputs(out, segments, _run_steps(impl, segments, inputs, False), sparse)
-        elif doc["kind"] == "aggregate":
-            messages = [(case / "in" / f"rank{w}.bin").read_bytes() for w in range(doc["ranks"])]
-            for j, g_hat in enumerate(impl.decode_accumulate(messages, doc["sizes"])):
-                _write_array(out / f"seg{j}.g_hat", g_hat, False)
-        elif doc["kind"] == "dense":
-            _run_dense(impl, case, doc, out)
-        else:
-            for key in doc["messages"]:
-                result = _decode_result(impl.decode_message, (case / "in" / f"{key}.bin").read_bytes())
-                _write_json(out / f"{key}.json", result)
-        print(f"ran   {name}")
+        try:
+            _run_case(impl, doc, case, out)
+        except OSError as err:  # an input file is missing or unreadable, or out/ cannot be written
+            raise VectorsError(f"{case}: {err}") from err
+        except Exception as err:  # the implementation under test raised on a valid input
+            failed += 1
+            print(f"error {name}: the implementation raised {type(err).__name__}: {err}", flush=True)
+            continue
+        print(f"ran   {name}", flush=True)
+    return 1 if failed else 0
+
+
+def _step_inputs(case: Path, segments: list[dict], steps: int, sparse: bool):
+    """Yield each step's {segment_id: {"g", "s"}}, read from disk one step at a time."""
+    for t in range(steps):
+        step = {}
+        for sg in segments:
+            j, n = sg["segment_id"], sg["n"]
+            g = _read_array(case / "in" / f"step{t}" / f"seg{j}.g", n, sparse)
+            s = None
+            if sg["method"] == "vgc":
+                s = _read_array(case / "in" / f"step{t}" / f"seg{j}.s", n, sparse)
+            step[j] = {"g": g, "s": s}
+        yield step
+
+
+def _run_case(impl, doc: dict, case: Path, out: Path) -> None:
+    """Run one case's operations with ``impl``; write its outputs under ``out``."""
+    if doc["kind"] == "steps":
+        sparse = doc["sparse"]
+        segments = []
+        for sg in doc["segments"]:
+            params = {}
+            for key, value in sg.get("params", {}).items():
+                params[key] = value if key == "residual" else value["value"]
+            segments.append({**sg, "params": params})
+        inputs = _step_inputs(case, segments, doc["steps"], sparse)  # streamed: one step in memory
+        steps = _run_steps(impl, segments, inputs, False, copy_inputs=False)
+        _write_step_outputs(out, segments, steps, sparse)
+    elif doc["kind"] == "aggregate":
+        messages = [(case / "in" / f"rank{w}.bin").read_bytes() for w in range(doc["ranks"])]
+        for j, g_hat in enumerate(impl.decode_accumulate(messages, doc["sizes"])):
+            _write_array(out / f"seg{j}.g_hat", g_hat, False)
+    elif doc["kind"] == "dense":
+        _run_dense(impl, case, doc, out)
+    else:
+        for key in doc["messages"]:
+            result = _decode_result(impl.decode_message, (case / "in" / f"{key}.bin").read_bytes())
+            _write_json(out / f"{key}.json", result)
 
 
 def _compare_file(expected: Path, got: Path) -> str | None:
@@ -528,7 +637,11 @@ def _compare_file(expected: Path, got: Path) -> str | None:
     if not got.exists():
         return f"{got.name}: missing"
     if expected.suffix == ".json":
-        want, have = json.loads(expected.read_text()), json.loads(got.read_text())
+        want = _load_json(expected, "an expected output")
+        try:
+            have = json.loads(got.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            return f"{got.name}: not valid JSON ({err})"
         return (
             None
             if want == have
@@ -560,6 +673,8 @@ def check(directory: str | Path, only: list[str] | None = None) -> int:
         expected = root / name / "expected"
         out = root / name / "out"
         problems = []
+        if not expected.is_dir():
+            raise VectorsError(f"{expected}: missing; export the vectors again")
         if not out.is_dir():
             problems.append("out/ is missing")
         else:
@@ -581,7 +696,7 @@ def check(directory: str | Path, only: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vgc_ref.vectors", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m vgc_ref.vectors", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("export", help="write the cases and the reference's expected outputs")
     p.add_argument("dir")
@@ -595,14 +710,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dir")
     p.add_argument("--case", action="append", help="only this case (repeatable)")
     args = parser.parse_args(argv)
-    if args.command == "export":
-        names = export(args.dir)
-        print(f"wrote {len(names)} cases to {args.dir}")
-        return 0
-    if args.command == "run":
-        run_impl(args.dir, args.impl, args.case)
-        return 0
-    return check(args.dir, args.case)
+    try:
+        if args.command == "export":
+            names = export(args.dir)
+            print(f"wrote {len(names)} cases to {args.dir}")
+            return 0
+        if args.command == "run":
+            return run_impl(args.dir, args.impl, args.case)
+        return check(args.dir, args.case)
+    except VectorsError as err:  # exit status 2: the directory or a file of it cannot be used
+        usage_error(f"{parser.prog} {args.command}", str(err))
+    except OSError as err:
+        usage_error(f"{parser.prog} {args.command}", f"{err.filename or args.dir}: {err.strerror or err}")
 
 
 if __name__ == "__main__":

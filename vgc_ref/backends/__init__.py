@@ -65,10 +65,12 @@ def get_backend(name: str | None = None) -> Backend:
     """
     if isinstance(name, Backend):
         return name
+    field = "backend"
     if name is None:
         name = os.environ.get(ENV_VAR, DEFAULT)
+        field = f"${ENV_VAR}"  # the error names where the bad value came from
     if name not in REGISTRY:
-        raise HyperparameterError("backend", name, f"must be one of {backend_names()}")
+        raise HyperparameterError(field, name, f"must be one of {backend_names()}")
     if name not in _loaded:
         _loaded[name] = importlib.import_module(REGISTRY[name]).BACKEND
     return _loaded[name]

@@ -33,6 +33,16 @@ values. The criterion's float32 operands stay float32: hyperparameters are passe
 numpy.float32 and the only literals are integers. docs/performance.md records the check
 of the generated assembly (no ``vfmadd`` in these kernels).
 
+Small segments and threads: a segment of at most :data:`SERIAL_MAX` elements runs the
+same kernels compiled without ``parallel=True``, on the calling thread. Waking Numba's
+thread pool costs tens of microseconds on an idle machine and, on a busy one, up to tens
+of milliseconds (a 1000-element step took 64-76 ms with 2 threads against 0.1 ms with
+one); a segment this small gains nothing from it (docs/performance.md has the
+measurement). The parallel kernels are launched under one lock: Numba's workqueue
+threading layer aborts the process when two Python threads enter a parallel region at
+once, and each region already uses every Numba thread. Small segments take no lock, so
+threads that step small segments run side by side.
+
 The dense-layer gradient and variance term are the ordered kernel of
 :mod:`vgc_ref.backends.numba_portable` (docs/algorithm.md section 2: the reference's
 order of additions, bit for bit); the faster BLAS form,
@@ -44,6 +54,7 @@ from __future__ import annotations
 import threading
 import zlib
 from collections.abc import Sequence
+from types import FunctionType
 
 import numpy as np
 from numba import njit, prange, types
@@ -51,7 +62,7 @@ from numba.core.extending import intrinsic
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from vgc_ref import quantize
-from vgc_ref.aggregate import rank_ordered_segments
+from vgc_ref.aggregate import check_messages, rank_ordered_segments
 from vgc_ref.backends import Backend
 from vgc_ref.backends.numba_portable import dense_grad_var
 from vgc_ref.criterion import check_finite
@@ -69,6 +80,9 @@ from vgc_ref.state import SegmentState, check_vector
 
 #: Elements per chunk of a parallel pass (256 KiB of float32 per array).
 CHUNK = 1 << 16
+#: Segments of at most this many elements run on the calling thread, without a parallel
+#: region (module docstring). Measured: docs/performance.md, "Small segments".
+SERIAL_MAX = CHUNK
 #: Error checks in the reference's order (criterion.accumulate); columns of ``bad``.
 G_NONFINITE, S_NONFINITE, S_NEGATIVE, RG_OVERFLOW, VS_OVERFLOW = range(5)
 N_CHECKS = 5
@@ -612,6 +626,35 @@ def _n_chunks(n: int) -> int:
     return (n + CHUNK - 1) // CHUNK
 
 
+def _serial_twin(kernel):
+    """``kernel`` compiled without ``parallel=True``: its prange loops run as range, here.
+
+    A copy of the Python function under its own name, so that Numba's on-disk cache
+    (keyed by the function's qualified name) keeps the two compilations apart.
+    """
+    py = kernel.py_func
+    twin = FunctionType(py.__code__, py.__globals__, f"{py.__name__}_serial", py.__defaults__, py.__closure__)
+    twin.__qualname__ = f"{py.__qualname__}_serial"
+    twin.__doc__ = py.__doc__
+    return njit(**_JIT)(twin)
+
+
+#: Serializes the parallel kernels across Python threads (module docstring).
+_PARALLEL_LOCK = threading.Lock()
+_SERIAL = {}
+
+
+def _launch(kernel, n: int, *args):
+    """Run ``kernel`` on a segment of n elements: serial up to SERIAL_MAX, else parallel, locked."""
+    if n <= SERIAL_MAX:
+        twin = _SERIAL.get(kernel)
+        if twin is None:
+            twin = _SERIAL.setdefault(kernel, _serial_twin(kernel))
+        return twin(*args)
+    with _PARALLEL_LOCK:
+        return kernel(*args)
+
+
 def _raise_first_bad(bad: np.ndarray, state: SegmentState, g: np.ndarray, s: np.ndarray | None) -> None:
     """Raise the reference's error for the first failing check (lowest index), if any."""
     if not (bad >= 0).any():
@@ -689,7 +732,7 @@ def _vgc_scan_checked(state: SegmentState, g: np.ndarray, s: np.ndarray, params:
     n_chunks = _n_chunks(state.n)
     bad = np.empty((n_chunks, N_CHECKS), np.int64)
     max_bits = np.empty(n_chunks, np.uint32)
-    _vgc_scan(g, s, r, v, params.alpha32, params.tau32, CHUNK, bad, max_bits)
+    _launch(_vgc_scan, state.n, g, s, r, v, params.alpha32, params.tau32, CHUNK, bad, max_bits)
     _raise_first_bad(bad, state, g, s)
     return g, s, r, v, max_bits
 
@@ -718,10 +761,11 @@ def vgc_step(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParam
     feedback = params.residual == "feedback"
     counts = np.empty(_n_chunks(state.n), np.int64)
     scratch = _scratch(state.n)  # chunk c's words start at c * CHUNK
-    _vgc_write(g, s, r, v, params.alpha32, params.zeta32, threshold, feedback, E, CHUNK, counts, scratch)
+    alpha, zeta = params.alpha32, params.zeta32
+    _launch(_vgc_write, state.n, g, s, r, v, alpha, zeta, threshold, feedback, E, CHUNK, counts, scratch)
     offset, total = _exclusive_sum(counts)
     words = np.empty(total, np.uint32)
-    _gather_words(scratch, CHUNK, counts, offset, words)
+    _launch(_gather_words, state.n, scratch, CHUNK, counts, offset, words)
     _write_back(state, r, v)
     return Packet(state.segment_id, state.n, Codec.VGC_Q4, E, words)
 
@@ -733,7 +777,7 @@ def _strom_scan_checked(state: SegmentState, g: np.ndarray, params: StromParams)
     n_chunks = _n_chunks(state.n)
     bad = np.empty((n_chunks, N_CHECKS), np.int64)
     counts = np.empty(n_chunks, np.int64)
-    _strom_scan(g, r, params.tau32, CHUNK, bad, counts)
+    _launch(_strom_scan, state.n, g, r, params.tau32, CHUNK, bad, counts)
     bad[:, [S_NONFINITE, S_NEGATIVE, VS_OVERFLOW]] = -1  # there is no s
     _raise_first_bad(bad, state, g, None)
     return g, r, counts
@@ -746,7 +790,7 @@ def strom_step(state: SegmentState, g: np.ndarray, params: StromParams) -> Packe
     g, r, counts = _strom_scan_checked(state, g, params)
     offset, total = _exclusive_sum(counts)
     words = np.empty(total, np.uint32)
-    _strom_write(g, r, params.tau32, CHUNK, offset, words)
+    _launch(_strom_write, state.n, g, r, params.tau32, CHUNK, offset, words)
     if r is not state.r:
         state.r[...] = r
     tau_bits = int(params.tau32.view(np.uint32))
@@ -793,6 +837,7 @@ def decode_messages(messages: Sequence[bytes]) -> list[list[Packet]]:
     decoded by the reference decoder, which then raises the reference's error (or, should
     the fast check ever be stricter than the reference, returns the packets).
     """
+    check_messages(messages)
     packet_lists = []
     for rank, message in enumerate(messages):
         packets = _fast_decode(message)
@@ -828,7 +873,7 @@ def accumulate_packets(
         else:
             buf = out[j]
         target = buf if buf.flags.c_contiguous else np.empty(n, np.float32)
-        _accumulate(target, words, start, codec, param, n_ranks, CHUNK)
+        _launch(_accumulate, n, target, words, start, codec, param, n_ranks, CHUNK)
         if target is not buf:
             buf[...] = target
         result.append(buf)

@@ -9,22 +9,32 @@ Usage::
 ``--impl`` takes a dotted module name, a path to a .py file, or ``backend:NAME``;
 ``--backend NAME`` is short for ``--impl backend:NAME``. Without either, $VGC_IMPL or
 the reference ``vgc_ref`` is tested. Exit status: 0 when every property passed, 1 when
-one failed, 2 when the implementation cannot be loaded.
+one failed, 2 when the implementation cannot be loaded, an argument is bad (checked
+before the suite runs: ``--report`` must be a writable file path), or pytest and
+Hypothesis, the kit's own dependencies (``pip install 'vgc_ref[test]'``), are missing.
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib.util
 import os
 import sys
 
+from vgc_ref._cli import ArgumentParser, output_file_problem, usage_error
 from vgc_ref.conformance import PROPERTIES, run
 from vgc_ref.conformance.adapter import DEFAULT_IMPL, ENV_IMPL
-from vgc_ref.conformance.conftest import DEFAULT_MAX_EXAMPLES
+
+#: The kit runs on these; they come with the extra ``vgc_ref[test]``.
+REQUIRES = ("pytest", "hypothesis")
+MISSING = [name for name in REQUIRES if importlib.util.find_spec(name) is None]
+if not MISSING:
+    from vgc_ref.conformance.conftest import DEFAULT_MAX_EXAMPLES
+else:
+    DEFAULT_MAX_EXAMPLES = 50  # conftest.DEFAULT_MAX_EXAMPLES; it cannot be imported without pytest
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m vgc_ref.conformance",
         description="Run the VGC conformance properties against an implementation.",
     )
@@ -54,7 +64,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{module}.py::{name}\n    {what}")
         return 0
     if args.max_examples < 1:
-        parser.error("--max-examples must be >= 1")
+        parser.error(f"--max-examples {args.max_examples}: must be >= 1")
+    if args.report is not None:
+        problem = output_file_problem(args.report)
+        if problem:
+            parser.error(f"--report {args.report!r}: {problem}")
+    if MISSING:
+        usage_error(
+            parser.prog,
+            f"needs {' and '.join(MISSING)}, which the kit runs on: pip install 'vgc_ref[test]' "
+            "(from a checkout: pip install '.[test]')",
+        )
     impl = args.impl or (f"backend:{args.backend}" if args.backend else None)
     impl = impl or os.environ.get(ENV_IMPL) or DEFAULT_IMPL
     if args.replay:
