@@ -236,9 +236,9 @@ _DIGEST_SCRIPT = textwrap.dedent(
     from vgc_ref.backends import numba_portable as fast
     rng = np.random.default_rng(11)
     a = rng.standard_normal((67, 300)).astype(np.float32)
-    b = rng.standard_normal((300, 45)).astype(np.float32)
+    b = rng.standard_normal((300, 90)).astype(np.float32)  # sizes above SERIAL_BELOW: prange runs
     wide = rng.standard_normal((40, 40000)).astype(np.float32)  # column sums in several chunks
-    x = (rng.standard_normal(100000) * 30).astype(np.float32)
+    x = (rng.standard_normal(1 << 21) * 30).astype(np.float32)
     d = (rng.standard_normal((300, 45)) / 300).astype(np.float32)
     out = [fast.matmul(a, b), fast.matmul_tn(a.T.copy(), b), fast.matmul_nt(a, b.T.copy()),
            fast.column_sums(wide), fast.row_sums(wide.T.copy()), fast.exp32(x), fast.log32(np.abs(x)),
@@ -251,9 +251,9 @@ _DIGEST_SCRIPT = textwrap.dedent(
 def _reference_digest() -> str:
     rng = np.random.default_rng(11)
     a = rng.standard_normal((67, 300)).astype(F32)
-    b = rng.standard_normal((300, 45)).astype(F32)
+    b = rng.standard_normal((300, 90)).astype(F32)
     wide = rng.standard_normal((40, 40000)).astype(F32)
-    x = (rng.standard_normal(100000) * 30).astype(F32)
+    x = (rng.standard_normal(1 << 21) * 30).astype(F32)
     d = (rng.standard_normal((300, 45)) / 300).astype(F32)
     out = [
         ref.matmul(a, b),
@@ -305,13 +305,14 @@ def _kernel_args(name: str):
     }[name]
 
 
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
 @pytest.mark.parametrize("name", KERNELS)
-def test_kernels_contain_no_fused_multiply_add(name):
-    """The generated machine code of every kernel has no FMA instruction (vfmadd, vfmsub,
-    vfnmadd, ...). Cached dispatchers cannot be inspected, so each kernel's Python function
-    is compiled again with the module's options."""
+def test_kernels_contain_no_fused_multiply_add(name, parallel):
+    """The generated machine code of every kernel, parallel and serial (small inputs), has
+    no FMA instruction (vfmadd, vfmsub, vfnmadd, ...). Cached dispatchers cannot be
+    inspected, so each kernel's Python function is compiled again with the module's options."""
     options = {k: v for k, v in fast._JIT.items() if k != "cache"}
-    asm = _asm(getattr(fast, name).py_func, _kernel_args(name), parallel=True, **options)
+    asm = _asm(getattr(fast, name).py_func, _kernel_args(name), parallel=parallel, **options)
     found = sorted(set(FMA.findall(asm)))
     assert not FMA.search(asm), f"{name}: FMA instructions {found}"
 

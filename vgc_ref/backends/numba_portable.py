@@ -23,6 +23,8 @@ algorithms, operation for operation.
 
 from __future__ import annotations
 
+import types as pytypes
+
 import numpy as np
 from numba import njit, prange
 
@@ -186,6 +188,33 @@ def _log32_flat(x, out):
             out[j] = _log32(x[j])
 
 
+#: Below this many multiply-adds (or elements), a kernel runs on the calling thread: waking
+#: the thread pool costs more than the work (the demo's layers are this small). The same
+#: Python function compiled without ``parallel``: prange is range, the bits are the same.
+SERIAL_BELOW = 1 << 20
+
+
+def _serial_twin(kernel):
+    """``kernel`` compiled without ``parallel``, under a name of its own (Numba's cache
+    files are named after the function, and must not mix the two compilations)."""
+    f = kernel.py_func
+    twin = pytypes.FunctionType(
+        f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__
+    )
+    twin.__qualname__ = f.__qualname__ + "_serial"
+    return njit(**_JIT)(twin)
+
+
+_serial = {
+    kernel: _serial_twin(kernel)
+    for kernel in (_matmul, _matmul_tn, _grad_var, _column_sums, _exp32_flat, _log32_flat)
+}
+
+
+def _pick(kernel, work: int):
+    return _serial[kernel] if work < SERIAL_BELOW else kernel
+
+
 # --------------------------------------------------------------------------------------
 # Public functions: the reference's names, arguments and checks
 # --------------------------------------------------------------------------------------
@@ -195,7 +224,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """A B, ordered over k; twin of :func:`vgc_ref.portable.matmul` (a: [m, K], b: [K, n])."""
     check_product(a, b, 1, 0)
     out = np.zeros((a.shape[0], b.shape[1]), np.float32)
-    _matmul(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
+    _pick(_matmul, out.size * a.shape[1])(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
     return out
 
 
@@ -203,7 +232,7 @@ def matmul_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """A^T B, ordered over k; twin of :func:`vgc_ref.portable.matmul_tn` (a: [K, m], b: [K, n])."""
     check_product(a, b, 0, 0)
     out = np.zeros((a.shape[1], b.shape[1]), np.float32)
-    _matmul_tn(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
+    _pick(_matmul_tn, out.size * a.shape[0])(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
     return out
 
 
@@ -215,7 +244,7 @@ def matmul_nt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     check_product(a, b, 1, 1)
     out = np.zeros((a.shape[0], b.shape[0]), np.float32)
-    _matmul(np.ascontiguousarray(a), np.ascontiguousarray(b.T), out)
+    _pick(_matmul, out.size * a.shape[1])(np.ascontiguousarray(a), np.ascontiguousarray(b.T), out)
     return out
 
 
@@ -223,7 +252,7 @@ def column_sums(a: np.ndarray) -> np.ndarray:
     """Sums over rows, in order; twin of :func:`vgc_ref.portable.column_sums` (a: [m, n])."""
     check_array("a", a)
     out = np.zeros(a.shape[1], np.float32)
-    _column_sums(np.ascontiguousarray(a), out)
+    _pick(_column_sums, a.size)(np.ascontiguousarray(a), out)
     return out
 
 
@@ -235,7 +264,7 @@ def row_sums(a: np.ndarray) -> np.ndarray:
     """
     check_array("a", a)
     out = np.zeros(a.shape[0], np.float32)
-    _column_sums(np.ascontiguousarray(a.T), out)
+    _pick(_column_sums, a.size)(np.ascontiguousarray(a.T), out)
     return out
 
 
@@ -244,7 +273,7 @@ def exp32(x: np.ndarray) -> np.ndarray:
     check_array("x", x, ndim=None)
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty(flat.shape[0], np.float32)
-    _exp32_flat(flat, out)
+    _pick(_exp32_flat, out.size)(flat, out)
     return out.reshape(x.shape)
 
 
@@ -253,7 +282,7 @@ def log32(x: np.ndarray) -> np.ndarray:
     check_array("x", x, ndim=None)
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty(flat.shape[0], np.float32)
-    _log32_flat(flat, out)
+    _pick(_log32_flat, out.size)(flat, out)
     return out.reshape(x.shape)
 
 
@@ -271,9 +300,9 @@ def dense_grad_var(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.nda
     d2 = delta * delta  # float32[B, out], each square rounded
     g_w = np.zeros((x.shape[1], delta.shape[1]), np.float32)
     s_w = np.zeros_like(g_w)
-    _grad_var(x, delta, d2, g_w, s_w)
+    _pick(_grad_var, 2 * g_w.size * x.shape[0])(x, delta, d2, g_w, s_w)
     g_b = np.zeros(delta.shape[1], np.float32)
     s_b = np.zeros(delta.shape[1], np.float32)
-    _column_sums(delta, g_b)
-    _column_sums(d2, s_b)
+    _pick(_column_sums, delta.size)(delta, g_b)
+    _pick(_column_sums, d2.size)(d2, s_b)
     return g_w, s_w, g_b, s_b
