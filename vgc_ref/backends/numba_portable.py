@@ -7,13 +7,17 @@ Hypothesis inputs, and that the results do not depend on the number of threads).
 How the order is kept while the loops run fast::
 
     Python   validate (the reference's own checks: Numba does not check bounds)
-    kernel   parallel over output rows i (prange); for one row, the shared index k runs
-             in increasing order in the outer loop and the output column j in the inner
-             one:  out[i, j] = out[i, j] + a[i, k] * b[k, j]  for all j, then k + 1.
-             The inner loop is vectorized across j (independent elements), so every
-             element sees the reference's additions in the reference's order, with no
-             reassociation; a thread owns whole rows, so the thread count changes
-             nothing.
+    kernel   parallel over blocks of four output rows i (prange); for them, the shared
+             index k runs in increasing order in the outer loop and the output column
+             j in the inner one:  out[i, j] = out[i, j] + a[i, k] * b[k, j]  for all j
+             and the four i, then k + 1. The inner loop is vectorized across j
+             (independent elements), so every element sees the reference's additions
+             in the reference's order, with no reassociation; a thread owns whole
+             rows, so the thread count changes nothing. Small inputs run on the
+             calling thread (SERIAL_BELOW): the same loops, compiled without prange.
+
+One kernel serves the three products: A B and A B^T copy their operands to [K, m] and
+[K, n] first (copying is exact) and run the A^T B kernel.
 
 All kernels are compiled with ``fastmath=False``: LLVM may not fuse a multiply and an add
 into an FMA, reassociate or flush subnormals (tests/test_portable.py searches their
@@ -58,43 +62,77 @@ NAN32_BITS = 0x7FC00000  # log32 of x < 0: the float32 quiet NaN
 
 
 @njit(parallel=True, **_JIT)
-def _matmul(a, b, out):
-    """out[i, :] += a[i, k] * b[k, :] for k = 0..K-1 in order; out holds +0.0."""
-    for i in prange(out.shape[0]):
-        row = out[i]
-        for k in range(a.shape[1]):
-            aik = a[i, k]
-            bk = b[k]
-            for j in range(row.shape[0]):
-                row[j] = row[j] + aik * bk[j]
-
-
-@njit(parallel=True, **_JIT)
 def _matmul_tn(a, b, out):
-    """out[i, :] += a[k, i] * b[k, :] for k = 0..K-1 in order; out holds +0.0."""
-    for i in prange(out.shape[0]):
-        row = out[i]
-        for k in range(a.shape[0]):
-            aki = a[k, i]
-            bk = b[k]
-            for j in range(row.shape[0]):
-                row[j] = row[j] + aki * bk[j]
+    """out[i, :] += a[k, i] * b[k, :] for k = 0..K-1 in order; out holds +0.0.
+
+    Four rows i at a time, so that each b[k, j] is loaded once for the four; each
+    element still gets its K additions one after the other, in order.
+    """
+    m = out.shape[0]
+    for block in prange((m + 3) // 4):
+        i = 4 * block
+        if i + 4 <= m:
+            o0, o1, o2, o3 = out[i], out[i + 1], out[i + 2], out[i + 3]
+            for k in range(a.shape[0]):
+                a0, a1, a2, a3 = a[k, i], a[k, i + 1], a[k, i + 2], a[k, i + 3]
+                bk = b[k]
+                for j in range(bk.shape[0]):
+                    bkj = bk[j]
+                    o0[j] = o0[j] + a0 * bkj
+                    o1[j] = o1[j] + a1 * bkj
+                    o2[j] = o2[j] + a2 * bkj
+                    o3[j] = o3[j] + a3 * bkj
+        else:
+            for r in range(i, m):
+                row = out[r]
+                for k in range(a.shape[0]):
+                    ark = a[k, r]
+                    bk = b[k]
+                    for j in range(bk.shape[0]):
+                        row[j] = row[j] + ark * bk[j]
 
 
 @njit(parallel=True, **_JIT)
 def _grad_var(x, delta, d2, g_w, s_w):
-    """g_W[i, :] += x[k, i] * D[k, :] and s_W[i, :] += (x[k, i]^2) * D2[k, :], k in order."""
-    for i in prange(g_w.shape[0]):
-        g_row = g_w[i]
-        s_row = s_w[i]
-        for k in range(x.shape[0]):
-            xki = x[k, i]
-            xki2 = xki * xki
-            dk = delta[k]
-            d2k = d2[k]
-            for j in range(g_row.shape[0]):
-                g_row[j] = g_row[j] + xki * dk[j]
-                s_row[j] = s_row[j] + xki2 * d2k[j]
+    """g_W[i, :] += x[k, i] * D[k, :] and s_W[i, :] += (x[k, i]^2) * D2[k, :], k in order.
+
+    :func:`_matmul_tn` twice over, fused: four rows i at a time, D[k] and D2[k] loaded
+    once for the four rows of both outputs.
+    """
+    m = g_w.shape[0]
+    for block in prange((m + 3) // 4):
+        i = 4 * block
+        if i + 4 <= m:
+            g0, g1, g2, g3 = g_w[i], g_w[i + 1], g_w[i + 2], g_w[i + 3]
+            s0, s1, s2, s3 = s_w[i], s_w[i + 1], s_w[i + 2], s_w[i + 3]
+            for k in range(x.shape[0]):
+                a0, a1, a2, a3 = x[k, i], x[k, i + 1], x[k, i + 2], x[k, i + 3]
+                b0, b1, b2, b3 = a0 * a0, a1 * a1, a2 * a2, a3 * a3
+                dk = delta[k]
+                d2k = d2[k]
+                for j in range(dk.shape[0]):
+                    d = dk[j]
+                    e = d2k[j]
+                    g0[j] = g0[j] + a0 * d
+                    g1[j] = g1[j] + a1 * d
+                    g2[j] = g2[j] + a2 * d
+                    g3[j] = g3[j] + a3 * d
+                    s0[j] = s0[j] + b0 * e
+                    s1[j] = s1[j] + b1 * e
+                    s2[j] = s2[j] + b2 * e
+                    s3[j] = s3[j] + b3 * e
+        else:
+            for r in range(i, m):
+                g_row = g_w[r]
+                s_row = s_w[r]
+                for k in range(x.shape[0]):
+                    xkr = x[k, r]
+                    xkr2 = xkr * xkr
+                    dk = delta[k]
+                    d2k = d2[k]
+                    for j in range(dk.shape[0]):
+                        g_row[j] = g_row[j] + xkr * dk[j]
+                        s_row[j] = s_row[j] + xkr2 * d2k[j]
 
 
 @njit(parallel=True, **_JIT)
@@ -206,8 +244,7 @@ def _serial_twin(kernel):
 
 
 _serial = {
-    kernel: _serial_twin(kernel)
-    for kernel in (_matmul, _matmul_tn, _grad_var, _column_sums, _exp32_flat, _log32_flat)
+    kernel: _serial_twin(kernel) for kernel in (_matmul_tn, _grad_var, _column_sums, _exp32_flat, _log32_flat)
 }
 
 
@@ -224,7 +261,8 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """A B, ordered over k; twin of :func:`vgc_ref.portable.matmul` (a: [m, K], b: [K, n])."""
     check_product(a, b, 1, 0)
     out = np.zeros((a.shape[0], b.shape[1]), np.float32)
-    _pick(_matmul, out.size * a.shape[1])(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
+    a_t = np.ascontiguousarray(a.T)  # [K, m]: the kernel reads a[i, k] as a_t[k, i]
+    _pick(_matmul_tn, out.size * a.shape[1])(a_t, np.ascontiguousarray(b), out)
     return out
 
 
@@ -239,12 +277,13 @@ def matmul_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def matmul_nt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """A B^T, ordered over k; twin of :func:`vgc_ref.portable.matmul_nt` (a: [m, K], b: [n, K]).
 
-    B^T is copied to a contiguous [K, n] first (copying is exact), so that the inner loop
-    reads it along j like :func:`matmul`.
+    A^T and B^T are copied to contiguous [K, m] and [K, n] first (copying is exact), so
+    that the one kernel of :func:`matmul_tn` runs it, reading B along j.
     """
     check_product(a, b, 1, 1)
     out = np.zeros((a.shape[0], b.shape[0]), np.float32)
-    _pick(_matmul, out.size * a.shape[1])(np.ascontiguousarray(a), np.ascontiguousarray(b.T), out)
+    a_t, b_t = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)  # [K, m], [K, n]
+    _pick(_matmul_tn, out.size * a.shape[1])(a_t, b_t, out)
     return out
 
 
