@@ -236,9 +236,9 @@ _DIGEST_SCRIPT = textwrap.dedent(
     from vgc_ref.backends import numba_portable as fast
     rng = np.random.default_rng(11)
     a = rng.standard_normal((67, 300)).astype(np.float32)
-    b = rng.standard_normal((300, 45)).astype(np.float32)
+    b = rng.standard_normal((300, 90)).astype(np.float32)  # sizes above SERIAL_BELOW: prange runs
     wide = rng.standard_normal((40, 40000)).astype(np.float32)  # column sums in several chunks
-    x = (rng.standard_normal(100000) * 30).astype(np.float32)
+    x = (rng.standard_normal(1 << 21) * 30).astype(np.float32)
     d = (rng.standard_normal((300, 45)) / 300).astype(np.float32)
     out = [fast.matmul(a, b), fast.matmul_tn(a.T.copy(), b), fast.matmul_nt(a, b.T.copy()),
            fast.column_sums(wide), fast.row_sums(wide.T.copy()), fast.exp32(x), fast.log32(np.abs(x)),
@@ -251,9 +251,9 @@ _DIGEST_SCRIPT = textwrap.dedent(
 def _reference_digest() -> str:
     rng = np.random.default_rng(11)
     a = rng.standard_normal((67, 300)).astype(F32)
-    b = rng.standard_normal((300, 45)).astype(F32)
+    b = rng.standard_normal((300, 90)).astype(F32)
     wide = rng.standard_normal((40, 40000)).astype(F32)
-    x = (rng.standard_normal(100000) * 30).astype(F32)
+    x = (rng.standard_normal(1 << 21) * 30).astype(F32)
     d = (rng.standard_normal((300, 45)) / 300).astype(F32)
     out = [
         ref.matmul(a, b),
@@ -282,7 +282,7 @@ def test_kernels_give_the_same_bits_with_one_and_two_threads():
 
 
 FMA = re.compile(r"\bvf(n?)m(add|sub)\w*")
-KERNELS = ("_matmul", "_matmul_tn", "_grad_var", "_column_sums", "_exp32_flat", "_log32_flat")
+KERNELS = ("_matmul_tn", "_grad_var", "_column_sums", "_exp32_flat", "_log32_flat")
 
 
 def _asm(py_func, args, **options) -> str:
@@ -296,7 +296,6 @@ def _kernel_args(name: str):
     out = np.zeros((4, 4), F32)
     v = np.ones(8, F32)
     return {
-        "_matmul": (np.ones((4, 5), F32), np.ones((5, 4), F32), out),
         "_matmul_tn": (np.ones((5, 4), F32), np.ones((5, 4), F32), out),
         "_grad_var": (np.ones((5, 4), F32), np.ones((5, 4), F32), np.ones((5, 4), F32), out, out.copy()),
         "_column_sums": (m, np.zeros(5, F32)),
@@ -305,13 +304,14 @@ def _kernel_args(name: str):
     }[name]
 
 
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
 @pytest.mark.parametrize("name", KERNELS)
-def test_kernels_contain_no_fused_multiply_add(name):
-    """The generated machine code of every kernel has no FMA instruction (vfmadd, vfmsub,
-    vfnmadd, ...). Cached dispatchers cannot be inspected, so each kernel's Python function
-    is compiled again with the module's options."""
+def test_kernels_contain_no_fused_multiply_add(name, parallel):
+    """The generated machine code of every kernel, parallel and serial (small inputs), has
+    no FMA instruction (vfmadd, vfmsub, vfnmadd, ...). Cached dispatchers cannot be
+    inspected, so each kernel's Python function is compiled again with the module's options."""
     options = {k: v for k, v in fast._JIT.items() if k != "cache"}
-    asm = _asm(getattr(fast, name).py_func, _kernel_args(name), parallel=True, **options)
+    asm = _asm(getattr(fast, name).py_func, _kernel_args(name), parallel=parallel, **options)
     found = sorted(set(FMA.findall(asm)))
     assert not FMA.search(asm), f"{name}: FMA instructions {found}"
 
@@ -319,7 +319,7 @@ def test_kernels_contain_no_fused_multiply_add(name):
 def test_the_fma_check_finds_fma_when_contraction_is_allowed():
     """The check has teeth: with fastmath (contraction allowed) the product kernel does use
     FMA on a CPU that has it (skipped on one that does not)."""
-    asm = _asm(fast._matmul.py_func, _kernel_args("_matmul"), fastmath=True)
+    asm = _asm(fast._matmul_tn.py_func, _kernel_args("_matmul_tn"), fastmath=True)
     if not FMA.search(asm):
         pytest.skip("this CPU (or LLVM target) has no FMA instructions")
     assert FMA.search(asm)
