@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from wrong_impls import EXPECTED
+from wrong_impls import EXPECTED, SLOW_EXPECTED
 
 from vgc_ref.backends import REGISTRY, backend_names
 from vgc_ref.conformance import PROPERTIES
@@ -144,7 +144,7 @@ def test_every_wrong_impl_is_listed():
     modules = {
         p.stem for p in WRONG_DIR.glob("*.py") if not p.stem.startswith("_") and p.stem != "incomplete"
     }
-    assert modules == set(EXPECTED)
+    assert modules == set(EXPECTED) | set(SLOW_EXPECTED)
     for expected in EXPECTED.values():
         assert expected.split("[")[0] in PROPERTIES
 
@@ -293,3 +293,46 @@ def test_golden_vectors_max_index_sparse(tmp_path):
     words = np.fromfile(case / "expected" / "step0" / "seg0.words.u32", "<u4")
     assert (words >> 5).max() == (1 << 27) - 1
     assert json.loads((case / "case.json").read_text())["segments"][0]["n"] == 1 << 27
+
+
+def _table(*args, timeout=900):
+    cmd = [sys.executable, "-m", "vgc_ref.conformance.table", *args]
+    return subprocess.run(cmd, cwd=TESTS, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def test_fma_adapter_rejected_deterministically(tmp_path):
+    """An adapter computing the criterion with a fused multiply-add (the bug nvcc introduces by
+    default) fails the kit at --derandomize --max-examples 10, on the tie case built for it,
+    and the failure names the inputs with their float32 bits and the first differing word."""
+    run = run_kit(tmp_path, "wrong_impls.fma_in_criterion", "--max-examples", "10", "-k", "test_rule_case")
+    assert run["code"] == 1, run["output"][-3000:]
+    by_id = {e["id"]: e for e in run["report"]["results"]}
+    entry = by_id["test_rule_case[vgc.fma_tie_alpha_2]"]
+    assert entry["outcome"] == "failed"
+    assert "vgc_step packet" in entry["message"] and "inputs: segment_id=3, r=[" in entry["message"]
+    assert "(0x" in entry["message"] and "alpha=2.0 (float32 2.0 (0x40000000))" in entry["message"]
+    assert "ExceptionGroup" not in run["output"]
+
+
+def test_table_catches_each_wrong_impl_fast():
+    """The deterministic layer alone (no Hypothesis) rejects every wrong implementation but the
+    slow-only ones, each at the case EXPECTED names (when that case is a table case)."""
+    from vgc_ref.conformance.table import BY_ID
+
+    for name, expected in EXPECTED.items():
+        case = expected[expected.find("[") + 1 : -1] if "[" in expected else None
+        if case not in BY_ID:
+            continue
+        run = _table("--impl", f"wrong_impls.{name}", "--case", case, timeout=300)
+        assert run.returncode == 1 and f"FAIL {case}" in run.stdout, f"{name}: {run.stdout[-2000:]}"
+
+
+@pytest.mark.slow
+def test_max_index_through_a_real_step():
+    """n = 2^27 through a real step (about 8 GB of memory, half a minute): the reference
+    passes, and an index field one bit short is caught."""
+    ok = _table("--impl", "vgc_ref", "--slow", "-k", "slow.")
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    for name, case in SLOW_EXPECTED.items():
+        bad = _table("--impl", f"wrong_impls.{name}", "--slow", "--case", case)
+        assert bad.returncode == 1 and f"FAIL {case}" in bad.stdout, bad.stdout[-2000:]
