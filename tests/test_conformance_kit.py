@@ -336,3 +336,93 @@ def test_max_index_through_a_real_step():
     for name, case in SLOW_EXPECTED.items():
         bad = _table("--impl", f"wrong_impls.{name}", "--slow", "--case", case)
         assert bad.returncode == 1 and f"FAIL {case}" in bad.stdout, bad.stdout[-2000:]
+
+
+DOCS = TESTS.parent / "docs"
+
+
+def test_every_numbered_rule_has_a_case():
+    """Each numbered step and decision of docs/algorithm.md, each check of docs/format.md and
+    each row of the error table in docs/conformance.md is pinned by at least one case of the
+    deterministic layer (or is named as outside the adapter protocol, with the reason)."""
+    from vgc_ref.conformance.table import CASES, NOT_IN_PROTOCOL, doc_rules
+
+    rules = doc_rules(DOCS)
+    assert {f"format:{i}" for i in range(1, 20)} <= set(rules)
+    assert {f"decision:{i}" for i in range(1, 14)} <= set(rules)
+    assert {f"algorithm:3.{i}" for i in range(6)} <= set(rules)
+    tagged = {rule for case in CASES for rule in case.rules}
+    missing = [r for r in rules if r not in tagged and r not in NOT_IN_PROTOCOL]
+    assert not missing, f"rules without a case: {missing}"
+    unknown = sorted(tagged - set(rules))
+    assert not unknown, f"cases tagged with rules the docs do not number: {unknown}"
+
+
+def test_coverage_table_is_current():
+    """The coverage table in docs/conformance.md is what ``--coverage docs`` prints now."""
+    from vgc_ref.conformance.table import coverage_table
+
+    text = (DOCS / "conformance.md").read_text()
+    committed = text.split("<!-- coverage:start -->\n")[1].split("<!-- coverage:end -->")[0]
+    assert committed == coverage_table(DOCS), (
+        "docs/conformance.md's coverage table is stale: regenerate it with "
+        "python -m vgc_ref.conformance.table --coverage docs"
+    )
+
+
+class _StandInLibrary:
+    """What ``ctypes.CDLL("libvgc.so")`` gives the documented adapter: vgc_step_f32 with the
+    C signature, computing in place on r and v (with the reference, as a correct library would)."""
+
+    class _Function:
+        argtypes = None
+
+        def __call__(self, r, v, g, s, n, alpha, zeta, tau, reset, words, count, E):
+            import numpy as np
+
+            import vgc_ref
+
+            state = vgc_ref.SegmentState(0, r, v)
+            params = vgc_ref.VGCParams(
+                float(alpha), float(zeta), float(tau), "reset" if reset else "feedback"
+            )
+            packet = vgc_ref.vgc_step(state, g, s, params)
+            words[: packet.count] = np.asarray(packet.words, np.uint32)
+            count.value, E.value = packet.count, packet.param
+            return 0
+
+    def __init__(self):
+        self.vgc_step_f32 = self._Function()
+
+
+def test_documented_minimal_adapter_passes(tmp_path):
+    """The minimal adapter of docs/conformance.md, run as written with a stand-in for the C
+    library, passes every step case of the deterministic layer."""
+    import ctypes
+
+    text = (DOCS / "conformance.md").read_text()
+    code = text.split("# mypkg/vgc_adapter.py\n")[1].split("```")[0]
+    assert 'lib = ctypes.CDLL("libvgc.so")' in code
+    namespace: dict = {}
+    real = ctypes.CDLL
+    ctypes.CDLL = lambda name: _StandInLibrary()
+    try:
+        exec(compile(code, "docs/conformance.md (minimal adapter)", "exec"), namespace)
+    finally:
+        ctypes.CDLL = real
+
+    from vgc_ref.conformance.adapter import Impl
+    from vgc_ref.conformance.table import CASES, run_case
+
+    impl = Impl(
+        "docs-adapter",
+        **{op: namespace.get(op) for op in ("encode_message", "decode_message")},
+        vgc_step=namespace["vgc_step"],
+        strom_step=namespace.get("strom_step", lambda *a: None),
+        decode_accumulate=namespace["decode_accumulate"],
+        dense_grad_var=namespace["dense_grad_var"],
+    )
+    cases = [c for c in CASES if c.id.startswith(("vgc.", "invalid.vgc-", "pair.vgc-")) and not c.slow]
+    failures = {c.id: run_case(impl, c) for c in cases}
+    failures = {k: v for k, v in failures.items() if v is not None}
+    assert len(cases) > 50 and not failures, failures

@@ -180,6 +180,35 @@ def _copy(x):
     return x.copy() if isinstance(x, np.ndarray) else x
 
 
+def _sent(packet) -> set[int] | None:
+    try:
+        words = np.asarray(packet.words, np.uint32)
+        shift = 5 if int(packet.codec) == int(Codec.VGC_Q4) else 1
+        return set((words >> np.uint32(shift)).tolist())
+    except Exception:  # not a packet: the comparison above said so already
+        return None
+
+
+def _first_sent_difference(got, want, r, v, g, s) -> str:
+    """The first element one side sends and the other holds, with its inputs in float32 bits."""
+    if got is None or want is None:
+        return ""
+    a, b = _sent(got), _sent(want)
+    if a is None or b is None or a == b:
+        return ""
+    i = min(a ^ b)
+    who = "sends" if i in a else "holds"
+    parts = [
+        f"{name}[{i}]={f32_text(x[i])}"
+        for name, x in (("r", r), ("v", v), ("g", g), ("s", s))
+        if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 1 and i < x.size
+    ]
+    return (
+        f"first differing element: index {i}, which the implementation {who} and the reference does not; "
+        + ", ".join(parts)
+    )
+
+
 def compare_step(impl, kind, r, v, g, s, params, segment_id=0):
     """Run the reference and the implementation on copies; compare packet, state, error and inputs.
 
@@ -208,6 +237,9 @@ def compare_step(impl, kind, r, v, g, s, params, segment_id=0):
             if isinstance(before, np.ndarray) and before.dtype == np.float32:
                 assert_bits_equal(f"input {name} (must not be modified)", after, before)
     except AssertionError as err:
+        detail = _first_sent_difference(got if want_err is None else None, want, r, v, g, s)
+        if detail:
+            err = AssertionError(f"{err}\n  {detail}")
         inputs = [f"r={array_text(r)}", f"v={array_text(v)}", f"g={array_text(g)}"]
         if kind == "vgc":
             inputs.append(f"s={array_text(s)}")
