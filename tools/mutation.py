@@ -71,7 +71,7 @@ copy's own classes (sharing the arrays), so the copy's params, state and packet 
 """
 
 import vgc_ref as _ref
-from vgc_mut import aggregate, criterion, encoding, packet, params, state, variance
+from {package} import aggregate, criterion, encoding, packet, params, state, variance
 
 
 def _state(s):
@@ -106,10 +106,10 @@ dense_grad_var = variance.dense_grad_var
 '''
 
 
-def rewire(text: str, module: str) -> str:
+def rewire(text: str, module: str, package: str = PACKAGE) -> str:
     """The module's source with its imports of vgc_ref pointed at the copy."""
-    text = re.sub(r"\bfrom vgc_ref import\b", f"from {PACKAGE} import", text)
-    text = re.sub(r"\bfrom vgc_ref\.", f"from {PACKAGE}.", text)
+    text = re.sub(r"\bfrom vgc_ref import\b", f"from {package} import", text)
+    text = re.sub(r"\bfrom vgc_ref\.", f"from {package}.", text)
     if module == "errors":
         # Each class also derives from the reference's class of the same name, as an
         # adapter's errors must (the kit accepts the reference's class or a subclass).
@@ -129,15 +129,23 @@ def rewire(text: str, module: str) -> str:
     return text
 
 
-def build(dest: Path) -> Path:
-    """Write dest/vgc_mut: the copy of every module in MODULES and the adapter."""
-    package = dest / PACKAGE
-    package.mkdir(parents=True, exist_ok=True)
+def build(dest: Path, package: str = PACKAGE, edit: tuple[str, str, str] | None = None) -> Path:
+    """Write dest/PACKAGE: the copy of every module in MODULES and the adapter.
+
+    ``edit`` = (module, before, after) replaces one source line's text (exactly once) in
+    the copy: a mutant written by hand, as the CI subset (tests/test_mutation_subset.py) does.
+    """
+    folder = dest / package
+    folder.mkdir(parents=True, exist_ok=True)
     for module in MODULES:
-        text = (SOURCE / f"{module}.py").read_text()
-        (package / f"{module}.py").write_text(rewire(text, module))
-    (package / "__init__.py").write_text(ADAPTER)
-    return package
+        text = rewire((SOURCE / f"{module}.py").read_text(), module, package)
+        if edit is not None and edit[0] == module:
+            if text.count(edit[1]) != 1:
+                raise ValueError(f"{module}.py: {edit[1]!r} occurs {text.count(edit[1])} times, not once")
+            text = text.replace(edit[1], edit[2])
+        (folder / f"{module}.py").write_text(text)
+    (folder / "__init__.py").write_text(ADAPTER.replace("{package}", package))
+    return folder
 
 
 # --------------------------------------------------------------------------------------
@@ -363,23 +371,17 @@ def _limit_session(session: Path, limit: int) -> None:
 
 
 def _equivalents() -> list[dict]:
-    """The equivalent mutants listed in docs/conformance.md ("Equivalent mutants")."""
+    """The equivalent mutants listed in docs/conformance.md ("Equivalent mutants"), one per line:
+    ``- `module`: `line before` -> `line after` -- reason``."""
     text = (ROOT / "docs" / "conformance.md").read_text()
-    if "## Equivalent mutants" not in text:
+    if "### Equivalent mutants" not in text:
         return []
-    section = text.split("## Equivalent mutants")[1].split("\n## ")[0]
+    section = text.split("### Equivalent mutants")[1].split("\n## ")[0]
     rows = []
     for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[0].startswith("`") and cells[0] != "module":
-            rows.append(
-                {
-                    "module": cells[0].strip("`"),
-                    "line": cells[1].strip("`"),
-                    "mutation": cells[2].strip("`"),
-                    "reason": cells[3],
-                }
-            )
+        m = re.match(r"^- `(\w+)`: `(.*)` -> `(.*)` -- (.*)$", line.strip())
+        if m:
+            rows.append({"module": m[1], "before": m[2], "after": m[3], "reason": m[4]})
     return rows
 
 
@@ -418,7 +420,7 @@ def collect(sessions, seconds: float, workers: int, examples: int) -> dict:
                     (
                         e["reason"]
                         for e in equivalents
-                        if e["module"] == module and e["mutation"] == f"{before} -> {after}"
+                        if e["module"] == module and (e["before"], e["after"]) == (before, after)
                     ),
                     None,
                 )

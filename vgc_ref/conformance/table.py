@@ -349,12 +349,12 @@ NEW_VGC_CASES = [
     ),
     (
         StepCase(
-            "smallest_normal_sent",
-            [F32_TINY, -F32_TINY, 2.0**-125],
-            [0.0] * 3,
-            why="e = 1 is sendable (E = 2, k = 1)",
+            "smallest_normals_never_candidates",
+            [F32_TINY, -F32_TINY, 2.0**-125, 2.0**-75, 2.0**-74],
+            [0.0] * 5,
+            why="r*r underflows to 0 below about 2^-75, so no candidate has e < 52",
         ),
-        ("algorithm:3.3", "decision:6"),
+        ("algorithm:3.2", "decision:6"),
     ),
 ]
 
@@ -1027,11 +1027,25 @@ def _bad_outs():
         "out_2d": outs(v[0], np.zeros((1, 50), f32), v[2]),
         "out_list": outs(v[0], v[1], [0.0, 0.0, 0.0]),
         "out_read_only": outs(v[0], v[1], _read_only(3)),
+        "n_larger_than_size": (lambda: None, [valid_message(), valid_message()], [100, 49, 3]),
+        "n_larger_than_size_first_rank_ok": (
+            lambda: None,
+            [
+                raw_message([seg(VGC_SEG, n=99, words=[_W[0]]), *_segments(STROM_SEG, DENSE_SEG)]),
+                valid_message(),
+            ],
+            [99, 50, 3],
+        ),
         "out_read_only_first": outs(_read_only(100), v[1], v[2]),
-        "layout_error_before_bad_out": (lambda: [v[0]], [valid_message(), raw_message([seg(VGC_SEG)])]),
+        "layout_error_before_bad_out": (
+            lambda: [v[0]],
+            [valid_message(), raw_message([seg(VGC_SEG)])],
+            VALID_SIZES,
+        ),
         "format_error_before_bad_out": (
             lambda: [v[0]],
             [valid_message(), MALFORMED_MESSAGES["crc_mismatch"]],
+            VALID_SIZES,
         ),
     }
 
@@ -1224,13 +1238,10 @@ def all_cases() -> list[Case]:
         )
     good = [valid_message(), valid_message()]
     for name, spec in _bad_outs().items():
-        factory, messages = spec if isinstance(spec, tuple) else (spec, good)
+        factory, messages, sizes = spec if isinstance(spec, tuple) else (spec, good, VALID_SIZES)
+        rules = ("algorithm:7", "error:6") if name.startswith("n_larger") else ("algorithm:7", "error:7")
         cases.append(
-            Case(
-                f"aggregate_bad.{name}",
-                ("algorithm:7", "error:7"),
-                _bad_aggregation_run(name, messages, VALID_SIZES, factory),
-            )
+            Case(f"aggregate_bad.{name}", rules, _bad_aggregation_run(name, messages, sizes, factory))
         )
     cases.append(Case("variance.inputs_unmodified", ("algorithm:2", "error:8"), _variance_unmodified))
     cases.append(Case("variance.values_within_bound", ("algorithm:2",), _variance_values))
