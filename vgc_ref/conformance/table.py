@@ -469,6 +469,7 @@ INVALID_INPUTS: dict[str, tuple] = {
     "g_float64": (None, ("error:1",), lambda r, v, g, s, p: (r, v, g.astype(np.float64), s)),
     "g_2d": (None, ("error:1",), lambda r, v, g, s, p: (r, v, g.reshape(1, -1), s)),
     "g_too_short": (None, ("error:1",), lambda r, v, g, s, p: (r, v, g[1:], s)),
+    "g_0d": (None, ("error:1",), lambda r, v, g, s, p: (r, v, np.ones((), np.float32), s)),
     "g_nan": (None, ("error:2",), lambda r, v, g, s, p: (r, v, _put(g, p, np.nan), s)),
     "g_inf": (None, ("error:2",), lambda r, v, g, s, p: (r, v, _put(g, p, np.inf), s)),
     "g_negative_inf": (None, ("error:2",), lambda r, v, g, s, p: (r, v, _put(g, p, -np.inf), s)),
@@ -526,8 +527,24 @@ def _invalid_run(kind, mutators, segment_id=9):
     return run
 
 
+def _one_element_2d(kind: str, name: str) -> Case:
+    """n = 1 and g (or s) of shape (1, 1): its length matches n, only the rank is wrong."""
+
+    def run(impl):
+        r, v = np.array([0.5], f32), np.array([1.0], f32)
+        g, s = np.array([0.25], f32), np.array([0.5], f32)
+        if name == "g":
+            g = g.reshape(1, 1)
+        else:
+            s = s.reshape(1, 1)
+        params = ref.VGCParams() if kind == "vgc" else ref.StromParams(1.0)
+        compare_step(impl, kind, r, v, g, s, params, 4)
+
+    return Case(f"invalid.{kind}-{name}_2d_n1", ("error:1", "algorithm:3.0"), run)
+
+
 def _invalid_cases() -> list[Case]:
-    cases = []
+    cases = [_one_element_2d("vgc", "g"), _one_element_2d("strom", "g"), _one_element_2d("vgc", "s")]
     for name, (only, rules, fn) in INVALID_INPUTS.items():
         for kind in ("vgc", "strom"):
             if only in (None, kind):
@@ -833,6 +850,24 @@ VALID_MESSAGES: dict[str, list] = {
 }
 
 
+NOT_BYTES = {"int": 12345, "str": "VGCM", "none": None, "list_of_ints": [86, 71, 67, 77]}
+
+
+def _decode_not_bytes_run(name: str):
+    def run(impl):
+        data = NOT_BYTES[name]
+        _, want_err = call(ref.decode_message, data)
+        _, got_err = call(impl.decode_message, data)
+        assert want_err is not None, f"the reference accepts {name}"
+        assert_same_outcome(f"decode_message({name})", got_err, want_err)
+        good = valid_message()
+        _, want_err = call(ref.decode_accumulate, [good, data], VALID_SIZES)
+        _, got_err = call(impl.decode_accumulate, [good, data], VALID_SIZES)
+        assert_same_outcome(f"decode_accumulate([message, {name}])", got_err, want_err)
+
+    return run
+
+
 def _encode_run(name, packets):
     def run(impl):
         want = ref.encode_message(packets)
@@ -1100,6 +1135,9 @@ BAD_LAYERS = {
     "batch_mismatch": lambda x, d: (x, d[1:]),
     "empty_batch": lambda x, d: (x[:0], d[:0]),
     "x_list": lambda x, d: (x.tolist(), d),
+    "x_int32": lambda x, d: (x.astype(np.int32), d),
+    "delta_float16": lambda x, d: (x, d.astype(np.float16)),
+    "x_complex64": lambda x, d: (x.astype(np.complex64), d),
     "delta_list_and_x_float64": lambda x, d: (x.astype(np.float64), d.tolist()),
 }
 
@@ -1200,6 +1238,8 @@ def all_cases() -> list[Case]:
         cases.append(
             Case(f"decode_accumulate.{name}", (*rules, "algorithm:7"), _decode_accumulate_run(data, name))
         )
+    for name in NOT_BYTES:
+        cases.append(Case(f"decode_not_bytes.{name}", ("error:10",), _decode_not_bytes_run(name)))
     for name, packets in VALID_MESSAGES.items():
         cases.append(Case(f"encode.{name}", ("format:canonical", "decision:10"), _encode_run(name, packets)))
     for name, packets in INVALID_PACKETS.items():
