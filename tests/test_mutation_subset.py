@@ -53,6 +53,16 @@ SUBSET = [
         "vgc.tie_at_threshold",
     ),
     ("quantize", "SQRT2_MANTISSA = 0x3504F3", "SQRT2_MANTISSA = 0x3504F4", "vgc.sqrt2_rounding"),
+    ("encoding", "except TypeError:", "except ZeroDivisionError:", "decode_not_bytes.int"),
+    ("encoding", "E = param & VGC_E_MASK", "E = param % VGC_E_MASK", "decode.vgc_E_255_empty"),
+    ("state", "if x.dtype != np.float32:", "if x.dtype > np.float32:", "invalid.vgc-g_int32"),
+    ("state", "if x.ndim != 1:", "if x.ndim < 1:", "invalid.vgc-g_2d_n1"),
+    (
+        "criterion",
+        'if residual == "feedback":',
+        'if residual is "feedback":',
+        "vgc.residual_feedback_not_interned",
+    ),
     ("quantize", "MAX_EXPONENT = 254", "MAX_EXPONENT = 255", "vgc.near_float32_max"),
 ]
 

@@ -358,6 +358,21 @@ NEW_VGC_CASES = [
     ),
 ]
 
+NEW_VGC_CASES.append(
+    (
+        StepCase(
+            "residual_feedback_not_interned",
+            [1.3, -2.7, 0.01],
+            [0.0] * 3,
+            [0.0, 0.0, 1.0],
+            [0.0] * 3,
+            {"residual": "".join(["feed", "back"])},
+            why="the residual mode compares by value: a 'feedback' built at run time is feedback",
+        ),
+        ("algorithm:3.5", "decision:7"),
+    )
+)
+
 NEW_STROM_CASES = [
     (
         StepCase(
@@ -469,6 +484,9 @@ INVALID_INPUTS: dict[str, tuple] = {
     "g_float64": (None, ("error:1",), lambda r, v, g, s, p: (r, v, g.astype(np.float64), s)),
     "g_2d": (None, ("error:1",), lambda r, v, g, s, p: (r, v, g.reshape(1, -1), s)),
     "g_too_short": (None, ("error:1",), lambda r, v, g, s, p: (r, v, g[1:], s)),
+    "g_int32": (None, ("error:1",), lambda r, v, g, s, p: (r, v, g.astype(np.int32), s)),
+    "s_int32": ("vgc", ("error:1",), lambda r, v, g, s, p: (r, v, g, s.astype(np.int32))),
+    "s_float16": ("vgc", ("error:1",), lambda r, v, g, s, p: (r, v, g, s.astype(np.float16))),
     "g_0d": (None, ("error:1",), lambda r, v, g, s, p: (r, v, np.ones((), np.float32), s)),
     "g_nan": (None, ("error:2",), lambda r, v, g, s, p: (r, v, _put(g, p, np.nan), s)),
     "g_inf": (None, ("error:2",), lambda r, v, g, s, p: (r, v, _put(g, p, np.inf), s)),
@@ -740,6 +758,7 @@ def _more_malformed() -> dict[str, tuple[bytes, tuple[str, ...]]]:
     out["cut_before_crc_no_segments"] = (raw_message([], cut=4), ("format:1",))
     out["three_bytes"] = (b"VGC", ("format:1",))
     out["vgc_E_1_empty"] = (raw_message([seg(VGC_SEG, param=1, words=[])]), ("format:13",))
+    out["vgc_E_255_empty"] = (raw_message([seg(VGC_SEG, param=255, words=[])]), ("format:13",))
     # A valid message cut at every length: the field reported is the first one that does not
     # fit before the (apparent) last 4 bytes; with the CRC recomputed over the cut body, too.
     whole = valid_message()
@@ -913,6 +932,7 @@ INVALID_PACKETS: dict[str, list] = {
     ],
     "vgc_param_reserved": [_packet(param=130 | 1 << 8)],
     "vgc_E_255": [_packet(param=255)],
+    "vgc_E_255_empty": [_packet(param=255, words=[])],
     "vgc_E_0_with_words": [_packet(param=0)],
     "vgc_E_nonzero_empty": [_packet(words=[])],
     "vgc_count_above_n": [_packet(n=1, words=[vgc_word(0, 0, 0), vgc_word(0, 0, 1)])],
@@ -1132,6 +1152,8 @@ BAD_LAYERS = {
     "delta_float64": lambda x, d: (x, d.astype(np.float64)),
     "x_1d": lambda x, d: (x[0], d),
     "delta_3d": lambda x, d: (x, d[None]),
+    "delta_3d_same_batch": lambda x, d: (x, d[..., None]),
+    "x_3d_same_batch": lambda x, d: (x[..., None], d),
     "batch_mismatch": lambda x, d: (x, d[1:]),
     "empty_batch": lambda x, d: (x[:0], d[:0]),
     "x_list": lambda x, d: (x.tolist(), d),
