@@ -111,8 +111,11 @@ def kit_runs(tmp_path_factory):
         ("--max-examples", str(WRONG_EXAMPLES)),
         {},
     )
-    for name in EXPECTED:
-        jobs[name] = (f"wrong_impls.{name}", ("--max-examples", str(WRONG_EXAMPLES), "--no-shrink"), {})
+    for name, expected in EXPECTED.items():
+        args = ("--max-examples", str(WRONG_EXAMPLES), "--no-shrink")
+        if expected.startswith("test_rule_case["):  # a port bug: its property alone, deterministic
+            args += ("-k", "test_rule_case")
+        jobs[name] = (f"wrong_impls.{name}", args, {})
     runs = Runs(tmp_path_factory.mktemp("kit"), jobs)
     yield runs
     runs.close()
