@@ -758,6 +758,7 @@ def _more_malformed() -> dict[str, tuple[bytes, tuple[str, ...]]]:
     out["cut_before_crc_no_segments"] = (raw_message([], cut=4), ("format:1",))
     out["three_bytes"] = (b"VGC", ("format:1",))
     out["vgc_E_1_empty"] = (raw_message([seg(VGC_SEG, param=1, words=[])]), ("format:13",))
+    out["dense_count_above_n"] = (raw_message([seg((2, 2, 0, 0, [0, 0, 0]))]), ("format:14",))
     out["vgc_E_255_empty"] = (raw_message([seg(VGC_SEG, param=255, words=[])]), ("format:13",))
     # A valid message cut at every length: the field reported is the first one that does not
     # fit before the (apparent) last 4 bytes; with the CRC recomputed over the cut body, too.
@@ -866,6 +867,8 @@ VALID_MESSAGES: dict[str, list] = {
         )
     ],
     "n_2_27_empty": [ref.Packet(1, 1 << 27, ref.Codec.VGC_Q4, 0, [])],
+    "dense_300": [ref.Packet(1, 300, ref.Codec.DENSE, 0, np.arange(300, dtype=np.uint32) << np.uint32(20))],
+    "three_hundred_segments": [ref.Packet(j, 0, ref.Codec.VGC_Q4, 0, []) for j in range(300)],
 }
 
 
@@ -947,6 +950,7 @@ INVALID_PACKETS: dict[str, list] = {
     "strom_index_equals_n": [_packet(codec=ref.Codec.STROM, param=f32_bits(1.0), n=3, words=[6])],
     "dense_param": [_packet(codec=ref.Codec.DENSE, param=1, n=1, words=[0])],
     "dense_count": [_packet(codec=ref.Codec.DENSE, param=0, n=2, words=[0])],
+    "dense_count_above_n": [_packet(codec=ref.Codec.DENSE, param=0, n=1, words=[0, 0])],
     "dense_nan": [_packet(codec=ref.Codec.DENSE, param=0, n=1, words=[0x7FC00000])],
     "later_packet_invalid": [_GOOD, _packet(segment_id=1, param=0)],
 }
@@ -997,6 +1001,12 @@ def _dense(segment_id, values):
 
 
 NEW_AGGREGATE_CASES = [
+    AggregateCase(
+        "three_hundred_segments",
+        [[_dense(j, [float(j)]) for j in range(300)], [(j, 1, 1, 0, []) for j in range(300)]],
+        [1] * 300,
+        why="300 segments (more than any small-number shortcut), one element each",
+    ),
     AggregateCase(
         "float64_accumulator_shows",
         [
@@ -1127,12 +1137,19 @@ def _variance_unmodified(impl):
         )
 
 
-def _variance_values(impl):
+def _variance_values(batch: int):
+    def run(impl):
+        _check_variance_values(impl, batch)
+
+    return run
+
+
+def _check_variance_values(impl, batch):
     """g_W, s_W, g_b, s_b of one fixed layer within (B + 2) float32 roundings of the sum of
     absolute terms of the exact per-sample values (the Hypothesis property's bound)."""
     rng = np.random.default_rng(8)
-    x = rng.standard_normal((6, 3)).astype(f32)
-    delta = (rng.standard_normal((6, 4)) / 6).astype(f32)
+    x = rng.standard_normal((batch, 3)).astype(f32)
+    delta = (rng.standard_normal((batch, 4)) / batch).astype(f32)
     x[0, 0], delta[1, 2] = 0.0, -0.0
     got = impl.dense_grad_var(x.copy(), delta.copy())
     want = ref.per_sample_dense_grad_var(x, delta)
@@ -1306,7 +1323,8 @@ def all_cases() -> list[Case]:
             Case(f"aggregate_bad.{name}", rules, _bad_aggregation_run(name, messages, sizes, factory))
         )
     cases.append(Case("variance.inputs_unmodified", ("algorithm:2", "error:8"), _variance_unmodified))
-    cases.append(Case("variance.values_within_bound", ("algorithm:2",), _variance_values))
+    cases.append(Case("variance.values_within_bound", ("algorithm:2",), _variance_values(6)))
+    cases.append(Case("variance.batch_300", ("algorithm:2",), _variance_values(300)))
     for name in BAD_LAYERS:
         cases.append(Case(f"variance.{name}", ("algorithm:2", "error:8"), _bad_layer_run(name)))
     cases.append(
