@@ -398,6 +398,7 @@ class _StandInLibrary:
         self.vgc_step_f32 = self._Function()
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_documented_minimal_adapter_passes(tmp_path):
     """The minimal adapter of docs/conformance.md, run as written with a stand-in for the C
     library, passes every step case of the deterministic layer."""
