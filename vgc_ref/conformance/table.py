@@ -1014,6 +1014,15 @@ def _dense(segment_id, values):
 
 NEW_AGGREGATE_CASES = [
     AggregateCase(
+        "long_segments",
+        [
+            [_dense(0, [float(i) for i in range(300)]), (1, 300, 1, 130, [vgc_word(299, 1, 0)])],
+            [(1, 300, 2, f32_bits(0.5), [strom_word(0, 0), strom_word(299, 1)]), _dense(0, [0.5] * 300)],
+        ],
+        [300, 300],
+        why="segments of 300 elements",
+    ),
+    AggregateCase(
         "three_hundred_segments",
         [[_dense(j, [float(j)]) for j in range(300)], [(j, 1, 1, 0, []) for j in range(300)]],
         [1] * 300,
