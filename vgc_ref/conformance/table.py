@@ -1193,6 +1193,7 @@ BAD_LAYERS = {
     "delta_3d_same_batch": lambda x, d: (x, d[..., None]),
     "x_3d_same_batch": lambda x, d: (x[..., None], d),
     "batch_mismatch": lambda x, d: (x, d[1:]),
+    "batch_mismatch_x_shorter": lambda x, d: (x[1:], d),
     "empty_batch": lambda x, d: (x[:0], d[:0]),
     "x_list": lambda x, d: (x.tolist(), d),
     "x_int32": lambda x, d: (x.astype(np.int32), d),
