@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 NP     ?= 4
 
-.PHONY: demo test lint example dist dist-check clean
+.PHONY: demo test lint example dist dist-check clean mutation kit-slow
 
 # TORCH: the PyTorch replica's torch (examples/torch_replica), installed first so that it is
 # the CPU build; empty skips it (its tests are then skipped). Where PyPI's Linux wheel is the
@@ -34,6 +34,17 @@ test: $(VENV)/.installed lint
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Mutation testing of the conformance kit: cosmic-ray mutates a copy of the semantic modules
+# and runs the kit's deterministic layer (then its Hypothesis layer) against each mutant;
+# writes docs/mutation.md. About half an hour on 2 cores (docs/conformance.md).
+mutation: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[mutation]'
+	$(PY) tools/mutation.py run --workers 2
+
+# The kit's slow cases (n = 2^27 through a real step; about 8 GB of memory).
+kit-slow: $(VENV)/.installed
+	$(PY) -m vgc_ref.conformance.table --impl vgc_ref --slow -k slow.
 
 example: $(VENV)/.installed
 	$(PY) -m vgc_ref
