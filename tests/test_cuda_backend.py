@@ -444,3 +444,16 @@ def test_the_gpu_block_size_on_the_simulator():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert "TPB 256: all equal" in proc.stdout
+
+
+def test_the_device_benchmark_rows_run_and_check_their_results():
+    """vgc_ref.bench's device-resident rows at a tiny size (timings meaningless here)."""
+    from vgc_ref.backends.cuda_bench import cuda_rows
+
+    rows = cuda_rows(48, 1, REFERENCE, dense=(3, 4, 5))
+    ops = [r["op"] for r in rows]
+    assert ops[0].startswith("device copy") and any(op.startswith("dense_grad_var") for op in ops)
+    measured = [r for r in rows if "hbm_bytes_per_element" in r]
+    assert [r["op"].split()[0] for r in measured] == ["vgc_step", "hybrid", "strom_step", "decode_accumulate"]
+    assert all(r["checked"] for r in measured)
+    assert all(r["hbm_bytes_per_element"] >= 4 for r in measured)

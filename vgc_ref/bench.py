@@ -228,6 +228,10 @@ def run(n: int, repeats: int, backends: dict[str, registry.Backend], quick: bool
         "dense",
         vs_plain=sec / plain,
     )
+    if "numba-cuda" in backends:  # a GPU (the simulator is left out): the device-resident rows
+        from vgc_ref.backends.cuda_bench import cuda_rows
+
+        rows += cuda_rows(n, repeats, registry.get_backend("numpy"))
     return rows
 
 
@@ -259,6 +263,8 @@ def print_table(rows: list[dict], info: dict, n: int) -> None:
             notes.append(f"sent {r['sent']:.2%}")
         if "vs_plain" in r:
             notes.append(f"{r['vs_plain']:.2f}x the no-variance time")
+        if "note" in r:
+            notes.append(r["note"])
         ms = f"{1e3 * r['seconds']:9.2f}"
         print(f"{r['op']:<40} {r['backend']:<11} {ms} {gbs} {speed} {share}  {', '.join(notes)}")
 

@@ -85,7 +85,8 @@ def is_device_array(x: object) -> bool:
 
 
 def _as_device(x):
-    return x if SIMULATOR or cuda.devicearray.is_cuda_ndarray(x) else cuda.as_cuda_array(x)
+    """A Numba device array for x (a view over another library's memory, no copy)."""
+    return x if getattr(x, "__cuda_ndarray__", False) else cuda.as_cuda_array(x)
 
 
 def _c_contiguous(d) -> bool:
