@@ -221,8 +221,6 @@ class _Step:
         if not self.device_state and not isinstance(state, SegmentState):
             raise InputError("state", type(state).__name__, "must be a SegmentState or DeviceSegmentState")
         n = state.n
-        self.host_g = g
-        self.host_s = s
         g_dev = is_device_array(g)
         s_dev = s is not None and is_device_array(s)
         if self.device_state:
@@ -238,6 +236,9 @@ class _Step:
             self.s = self.g
         else:
             self.s = _check_device_vector("s", s, n) if s_dev else self.ws.upload("s", s)
+        # Where the error message's values are read from (one element each).
+        self.host_g = self.g if g_dev else g
+        self.host_s = self.s if s_dev else s
         if self.device_state:
             self.r, self.v = state.r, state.v
         else:
