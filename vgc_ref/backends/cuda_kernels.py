@@ -438,11 +438,11 @@ def _lower_bound(words, lo, hi, key):
 
 
 @cuda.jit
-def decode_kernel(out, words, starts, codecs, params, p32):
+def decode_kernel(out, words, ranks, p32):
     """g_hat for one segment: out[i] = (sum over ranks, in rank order, of q) / float32(P).
 
-    Rank p's words are words[starts[p]:starts[p + 1]] with codec codecs[p] (0 DENSE,
-    1 VGC_Q4, 2 STROM) and param params[p] (E, or tau's bits). Each block owns tiles of
+    ranks[p] = (start, stop, codec, param): rank p's words are words[start:stop], its
+    codec 0 DENSE, 1 VGC_Q4 or 2 STROM, its param E or tau's bits. Each block owns tiles of
     TPB outputs: acc = +0.0, then each rank's values for the tile are added (a rank's
     indices are unique, so no two threads add to one element at once; a barrier
     separates the ranks), then acc / P goes to out. Untouched elements give
@@ -452,23 +452,25 @@ def decode_kernel(out, words, starts, codecs, params, p32):
     bounds = cuda.shared.array(2, np.int64)
     n = out.shape[0]
     t = cuda.threadIdx.x
-    n_ranks = codecs.shape[0]
+    n_ranks = ranks.shape[0]
     for tile in range(cuda.blockIdx.x, (n + TPB - 1) // TPB, cuda.gridDim.x):
         base = tile * TPB
         acc[t] = F32_ZERO
         cuda.syncthreads()
         for p in range(n_ranks):
-            codec = codecs[p]
-            param = params[p]
+            start = ranks[p, 0]
+            stop = ranks[p, 1]
+            codec = ranks[p, 2]
+            param = ranks[p, 3]
             if codec == 0:  # DENSE: word j is element j
                 if base + t < n:
-                    acc[t] = _fadd(acc[t], _float(words[starts[p] + base + t]))
+                    acc[t] = _fadd(acc[t], _float(words[start + base + t]))
             else:
                 shift = 5 if codec == 1 else 1
                 if t == 0:
-                    lo = _lower_bound(words, starts[p], starts[p + 1], np.int64(base) << shift)
+                    lo = _lower_bound(words, start, stop, np.int64(base) << shift)
                     bounds[0] = lo
-                    bounds[1] = _lower_bound(words, lo, starts[p + 1], np.int64(base + TPB) << shift)
+                    bounds[1] = _lower_bound(words, lo, stop, np.int64(base + TPB) << shift)
                 cuda.syncthreads()
                 for j in range(bounds[0] + t, bounds[1], TPB):
                     w = np.int64(words[j])
@@ -565,14 +567,14 @@ SIGNATURES = {
     "strom_write_kernel": (strom_write_kernel, (_v32, _v32, _f32, _i64, _i64, _u32)),
     "offsets_kernel": (offsets_kernel, (_i64, _i64)),
     "gather_kernel": (gather_kernel, (_u32, _i64, _i64, _u32)),
-    "decode_kernel": (decode_kernel, (_v32, _u32, _i64, types.int32[::1], _i64, _f32)),
+    "decode_kernel": (decode_kernel, (_v32, _u32, types.int64[:, ::1], _f32)),
     "dense_grad_var_kernel": (dense_grad_var_kernel, (_m32, _m32, _m32, _m32)),
     "bias_grad_var_kernel": (bias_grad_var_kernel, (_m32, _v32, _v32)),
 }
 
-#: Kernels whose float results are bit-exact parts of the semantics (all of them: the
-#: dense layer's sums have a fixed order too). ``decode_kernel`` divides: ptxas expands
-#: div.rn.f32 into a correctly rounded sequence that uses FFMA, which is allowed there.
+#: The kernels that divide (div.rn.f32). Every kernel's results are bit-exact (the dense
+#: layer's sums have a fixed order too), so none may hold an FMA, except for the FFMA of
+#: the correctly rounded division sequence ptxas makes of div.rn.f32 (cuda_check).
 DIVIDES = {"decode_kernel"}
 
 

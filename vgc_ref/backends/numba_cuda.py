@@ -420,8 +420,9 @@ def decode_accumulate(messages: Sequence[bytes], sizes: Sequence[int], out=None)
     """Decode P messages and return g_hat; twin of :func:`vgc_ref.aggregate.decode_accumulate`.
 
     Decoding and validation are the numba-cpu backend's (the reference's errors), on the
-    host. Per segment the ranks' words go to the device in one copy, and one kernel adds
-    them in rank order, divides by P and writes g_hat once. ``out`` may be host arrays
+    host. Per segment the ranks' words go to the device in one copy (into a buffer kept
+    from call to call), and one kernel adds them in rank order, divides by P and writes
+    g_hat once. ``out`` may be host arrays
     (g_hat is copied into them) or device arrays (g_hat is written there; nothing is
     copied back, and those arrays are returned).
     """
@@ -435,22 +436,18 @@ def decode_accumulate(messages: Sequence[bytes], sizes: Sequence[int], out=None)
         sizes, segments = rank_ordered_segments(packet_lists, sizes, out)
     result = []
     for j, (n, packets) in enumerate(zip(sizes, segments)):
-        target = d_out[j] if device_out else cuda.device_array(n, np.float32)
+        target = d_out[j] if device_out else _decode_buffer("out", n, np.float32)
         if n:
-            counts = [p.count for p in packets]
-            starts = np.zeros(len(packets) + 1, np.int64)
-            np.cumsum(counts, out=starts[1:])
-            words = np.concatenate([p.words for p in packets] + [np.zeros(1, np.uint32)])
-            codecs = np.array([int(p.codec) for p in packets], np.int32)
-            params = np.array([int(p.param) for p in packets], np.int64)
-            kern.decode_kernel[_blocks(n), TPB](
-                target,
-                cuda.to_device(words),
-                cuda.to_device(starts),
-                cuda.to_device(codecs),
-                cuda.to_device(params),
-                p32,
-            )
+            ranks = np.zeros((len(packets), 4), np.int64)  # start, stop, codec, param
+            ranks[:, 1] = np.cumsum([p.count for p in packets])
+            ranks[1:, 0] = ranks[:-1, 1]
+            ranks[:, 2] = [int(p.codec) for p in packets]
+            ranks[:, 3] = [int(p.param) for p in packets]
+            total = int(ranks[-1, 1])
+            words = _decode_buffer("words", max(total, 1), np.uint32)
+            if total:
+                words[:total].copy_to_device(np.concatenate([p.words for p in packets]))
+            kern.decode_kernel[_blocks(n), TPB](target, words, cuda.to_device(ranks), p32)
         if device_out:
             result.append(out[j])
         elif out is None:
@@ -459,6 +456,17 @@ def decode_accumulate(messages: Sequence[bytes], sizes: Sequence[int], out=None)
             _copy_back(target, out[j])
             result.append(out[j])
     return result
+
+
+def _decode_buffer(name: str, size: int, dtype):
+    """A device buffer of at least ``size`` elements, kept per thread and reused; its first ``size``."""
+    buffers = getattr(_LOCAL, "decode", None)
+    if buffers is None:
+        buffers = _LOCAL.decode = {}
+    buf = buffers.get(name)
+    if buf is None or buf.shape[0] < size:
+        buf = buffers[name] = cuda.device_array(1 << max(size - 1, 1).bit_length(), dtype)
+    return buf[:size]
 
 
 # --------------------------------------------------------------------------------------
