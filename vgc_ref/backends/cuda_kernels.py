@@ -91,6 +91,7 @@ ROUND_UP = (1 << 23) - quantize.SQRT2_MANTISSA  # see numba_cpu.ROUND_UP
 E_CLAMP = MAX_EXPONENT << 23
 SMALLEST_NORMAL_BITS = 1 << 23
 BIG = (1 << 62) - 1  # "no bad index" for the atomic min
+BIG32 = (1 << 31) - 1  # the same in a block's 32-bit copy (indices < 2^27, |r| bits < 2^31)
 
 
 # --------------------------------------------------------------------------------------
@@ -246,17 +247,17 @@ def scan_kernel(g, s, r, v, alpha, tau, has_s, flags):
     """Read-only pass: first bad index per check and largest candidate |r| bits.
 
     Each thread keeps its own minima and maximum over its grid-stride elements and
-    merges them into the block's copy in shared memory (shared-memory atomics, only
-    for values it has); then one thread merges the block's values into ``flags``
-    (one global atomic per value the block has, none in the common case of no bad
-    input). With has_s False (Strom, or a check without s) only g and r + g are
-    checked.
+    merges them into the block's copy in shared memory (32-bit shared-memory atomics,
+    single instructions; only for values it has); then one thread merges the block's
+    values into ``flags`` (one global atomic per value the block has, none for the
+    checks in the common case of clean input). With has_s False (Strom, or a check
+    without s) only g and r + g are checked.
     """
-    block = cuda.shared.array(N_FLAGS, np.int64)
+    block = cuda.shared.array(N_FLAGS, np.int32)  # 32-bit: native shared atomics
     t = cuda.threadIdx.x
     if t == 0:
         for c in range(N_CHECKS):
-            block[c] = BIG
+            block[c] = BIG32
         block[MAX_BITS] = 0
     cuda.syncthreads()
     n = g.shape[0]
@@ -286,24 +287,24 @@ def scan_kernel(g, s, r, v, alpha, tau, has_s, flags):
             if _fmul(ri, ri) > _fmul(alpha, vi) and ar >= tau and _is_finite(ri) and _is_finite(vi):
                 best = _imax(best, _bits(ar))
     if b_g != BIG:
-        cuda.atomic.min(block, G_NONFINITE, b_g)
+        cuda.atomic.min(block, G_NONFINITE, np.int32(b_g))
     if b_s != BIG:
-        cuda.atomic.min(block, S_NONFINITE, b_s)
+        cuda.atomic.min(block, S_NONFINITE, np.int32(b_s))
     if b_neg != BIG:
-        cuda.atomic.min(block, S_NEGATIVE, b_neg)
+        cuda.atomic.min(block, S_NEGATIVE, np.int32(b_neg))
     if b_rg != BIG:
-        cuda.atomic.min(block, RG_OVERFLOW, b_rg)
+        cuda.atomic.min(block, RG_OVERFLOW, np.int32(b_rg))
     if b_vs != BIG:
-        cuda.atomic.min(block, VS_OVERFLOW, b_vs)
+        cuda.atomic.min(block, VS_OVERFLOW, np.int32(b_vs))
     if best > 0:
-        cuda.atomic.max(block, MAX_BITS, best)
+        cuda.atomic.max(block, MAX_BITS, np.int32(best))
     cuda.syncthreads()
     if t == 0:
         for c in range(N_CHECKS):
-            if block[c] != BIG:
-                cuda.atomic.min(flags, c, block[c])
+            if block[c] != BIG32:
+                cuda.atomic.min(flags, c, np.int64(block[c]))
         if block[MAX_BITS] > 0:
-            cuda.atomic.max(flags, MAX_BITS, block[MAX_BITS])
+            cuda.atomic.max(flags, MAX_BITS, np.int64(block[MAX_BITS]))
 
 
 @cuda.jit(device=True)
