@@ -316,6 +316,8 @@ class _Step:
 
 
 def _copy_back(d, host: np.ndarray) -> None:
+    if host.size == 0:
+        return
     if host.flags.c_contiguous:
         d.copy_to_host(host)
     else:
