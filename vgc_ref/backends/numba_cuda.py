@@ -116,7 +116,9 @@ class DeviceSegmentState:
 
     The device twin of :class:`~vgc_ref.state.SegmentState`: the step functions of this
     backend update it in place on the device. Make one with :meth:`from_host` or
-    :meth:`zeros`; :meth:`to_host` copies it back.
+    :meth:`zeros`, which go through SegmentState's checks (finite r and v, v >= 0);
+    the constructor checks only dtype, shape and contiguity of the device arrays it is
+    given, not their values. :meth:`to_host` copies it back.
     """
 
     def __init__(self, segment_id: int, r, v) -> None:
