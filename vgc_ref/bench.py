@@ -255,6 +255,10 @@ def run(n: int, repeats: int, backends: dict[str, registry.Backend], quick: bool
         vs_plain=sec / plain,
     )
     _ordered_products(add, backends, repeats, quick, rng)
+    if "numba-cuda" in backends:  # a GPU (the simulator is left out): the device-resident rows
+        from vgc_ref.backends.cuda_bench import cuda_rows
+
+        rows += cuda_rows(n, repeats, registry.get_backend("numpy"))
     return rows
 
 
@@ -414,6 +418,8 @@ def print_table(rows: list[dict], info: dict, n: int) -> None:
                 f"{r['vs_blas']:.2f}x the BLAS time"
                 + (" (fixed order)" if r["backend"] != "numpy-blas" else "")
             )
+        if "note" in r:
+            notes.append(r["note"])
         ms = f"{1e3 * r['seconds']:9.2f}"
         print(f"{r['op']:<40} {r['backend']:<11} {ms} {gbs} {speed} {share}  {', '.join(notes)}")
 
