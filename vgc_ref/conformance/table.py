@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import vgc_ref as ref
+from vgc_ref.conformance import variance_cases
 from vgc_ref.conformance.cases import (
     AGGREGATE_EDGE_CASES,
     BAD_AGGREGATIONS,
@@ -1137,7 +1138,7 @@ def _bad_outs():
 
 
 # --------------------------------------------------------------------------------------
-# The dense layer (only what does not depend on the order of the sums)
+# The dense layer
 # --------------------------------------------------------------------------------------
 
 
@@ -1156,6 +1157,22 @@ def _variance_unmodified(impl):
         assert isinstance(g, np.ndarray) and g.dtype == np.float32 and g.shape == w.shape, (
             f"{name}: expected float32 {w.shape}, got {array_text(g)}"
         )
+
+
+def _variance_bits(make):
+    """dense_grad_var on one hand-picked layer: the reference's bits (the fixed order of
+    docs/algorithm.md section 2, decision 14)."""
+
+    def run(impl):
+        x, delta = make()
+        got, err = call(impl.dense_grad_var, x.copy(), delta.copy())
+        assert_same_outcome("dense_grad_var", err, None)
+        want = ref.dense_grad_var(x, delta)
+        assert isinstance(got, (tuple, list)) and len(got) == 4, "must return (g_W, s_W, g_b, s_b)"
+        for name, g, w in zip(("g_W", "s_W", "g_b", "s_b"), got, want):
+            assert_bits_equal(f"dense_grad_var {name}", g, w)
+
+    return run
 
 
 def _variance_values(batch: int):
@@ -1350,6 +1367,9 @@ def all_cases() -> list[Case]:
     cases.append(Case("variance.batch_300", ("algorithm:2",), _variance_values(300)))
     for name in BAD_LAYERS:
         cases.append(Case(f"variance.{name}", ("algorithm:2", "error:8"), _bad_layer_run(name)))
+    for name, make in variance_cases.EDGE_LAYERS.items():
+        rules = ("algorithm:2", "decision:14") + (("decision:3",) if name == "no_fma" else ())
+        cases.append(Case(f"variance.bits_{name}", rules, _variance_bits(make), variance_cases.WHY[name]))
     cases.append(
         Case(
             "slow.max_index_step",
