@@ -9,7 +9,7 @@ NP     ?= 4
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[mpi,test,digits,plot]'
+	$(PY) -m pip install -q -e '.[mpi,test,digits,plot,mnist1d]'
 	touch $@
 
 venv: $(VENV)/.installed
