@@ -27,6 +27,9 @@ def test_paired_rules_differ_when_one_seed_falls_behind():
     assert math.isclose(p["min_diff"], -0.020)
     assert p["mean_rule"] and not p["seed_rule"]
     assert p["ci_low"] < p["mean_diff"] < p["ci_high"]
+    # exactly one point below, on 1200 test samples (602 -> 590): inside, despite float rounding
+    assert 590 / 1200 - 602 / 1200 < -0.01
+    assert stats.paired({1: 590 / 1200}, {1: 602 / 1200})["seed_rule"]
     with pytest.raises(ValueError, match="no seed in common"):
         stats.paired({1: 0.5}, {2: 0.5})
 
