@@ -145,6 +145,19 @@ def markdown_block(summary: Sequence[dict[str, Any]], meta: dict[str, Any]) -> s
             )
         lines.append("")
     lines += [
+        "Variance term in the test runs (the demo's timers, per worker-step, mean over the seeds):",
+        "",
+        "| study | method | variance ms | compute ms (forward, backward, update) | variance / compute |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for s in summary:
+        if s["method"].startswith(("vgc", "hybrid")) and s.get("compute_ms"):
+            lines.append(
+                f"| {s['study']} | {s['method']} | {s['variance_ms']:.3f} | {s['compute_ms']:.3f} | "
+                f"{100 * s['variance_ms'] / s['compute_ms']:.0f} % |"
+            )
+    lines += [
+        "",
         "Best compression ratio within one point of the baseline "
         "(the chosen setting's, when it meets the rule):",
         "",
