@@ -190,6 +190,10 @@ def test_quick_sweep_end_to_end_and_reuse(tmp_path):
     assert main([*args, "--reuse"]) == 0
     again = json.loads((tmp_path / "results.json").read_text())
     assert again["n_trained"] == 0 and again["summary"] == doc["summary"]
+    # --render rebuilds the same outputs from the recorded runs, training nothing
+    rendered = tmp_path / "rendered"
+    assert main(["--quick", "--render", str(tmp_path / "results.json"), "--out", str(rendered)]) == 0
+    assert (rendered / "results.csv").read_text() == csv_text
 
 
 def test_unknown_study_is_refused(capsys):
