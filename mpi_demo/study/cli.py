@@ -171,6 +171,7 @@ def render(path: Path, args: argparse.Namespace) -> int:
     test_rows = [r for r in doc["runs"] if r["phase"] == "test"]
     summary = protocol.summarize(studies, doc["choices"], test_rows)
     meta = {k: v for k, v in doc.items() if k not in ("choices", "summary", "runs")}
+    meta["rendered_at"] = report.provenance()["commit"]
     out = Path(args.out) if args.out else path.parent
     markdown = args.markdown if args.markdown is not None else (None if args.quick else FULL_MARKDOWN)
     out.mkdir(parents=True, exist_ok=True)

@@ -116,7 +116,12 @@ def markdown_block(summary: Sequence[dict[str, Any]], meta: dict[str, Any]) -> s
         f"{meta['n_trained']} runs trained, {meta['n_cached']} taken from the cache; "
         f"wall time {meta['elapsed_s'] / 60:.0f} min with {meta['jobs']} processes "
         f"(load average {meta['load'][0]:.1f} at the start, {meta['load'][1]:.1f} at the end). "
-        "Accuracies in percent; differences in points, paired by seed, with a 95 % t interval.",
+        "Accuracies in percent; differences in points, paired by seed, with a 95 % t interval."
+        + (
+            f" Tables rebuilt from the recorded runs by `--render` at commit {meta['rendered_at'][:12]}."
+            if meta.get("rendered_at")
+            else ""
+        ),
         "",
     ]
     for study in dict.fromkeys(s["study"] for s in summary):
