@@ -164,10 +164,7 @@ def render(path: Path, args: argparse.Namespace) -> int:
 
     doc = json.loads(path.read_text())
     names = [s["name"] for s in doc["studies"]]
-    studies = tuple(s for s in (*plan.FULL, *plan.QUICK) if s.name in names)
-    studies = tuple({s.name: s for s in studies}.values())
-    if args.quick:
-        studies = tuple(s for s in plan.QUICK if s.name in names)
+    studies = tuple(s for s in (plan.QUICK if args.quick else plan.FULL) if s.name in names)
     test_rows = [r for r in doc["runs"] if r["phase"] == "test"]
     summary = protocol.summarize(studies, doc["choices"], test_rows)
     meta = {k: v for k, v in doc.items() if k not in ("choices", "summary", "runs")}
