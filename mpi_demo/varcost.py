@@ -26,13 +26,10 @@ import os
 import sys
 import time
 
-for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from mpi_demo import cnn  # noqa: E402
-from vgc_ref.variance import col2im1d, im2col1d  # noqa: E402
+from mpi_demo import cnn
+from vgc_ref.variance import col2im1d, im2col1d
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -172,4 +169,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    # One thread unless the environment says otherwise; not at import (a changed
+    # NUMBA_NUM_THREADS breaks the next compilation once Numba's threads run). numpy is
+    # imported above, but Numba is imported only inside the measurements.
+    for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
     sys.exit(main())

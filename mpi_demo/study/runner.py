@@ -2,8 +2,11 @@
 
 Every run is :func:`mpi_demo.train.run_training` with 4 simulated ranks in one process,
 whose numbers are bit-identical to ``mpiexec -n 4`` (docs/demo.md). Runs are independent,
-so :func:`run_many` trains them in ``jobs`` worker processes; each process uses one thread
-(``NUMBA_NUM_THREADS=1``) so the numbers and the timings do not depend on the others.
+so :func:`run_many` trains them in ``jobs`` worker processes; each worker process uses one
+thread (``NUMBA_NUM_THREADS=1``, set before it imports Numba) so that the timings do not
+depend on the others. With one job the runs train in this process, whose thread settings
+are left alone (changing NUMBA_NUM_THREADS once Numba's threads run breaks the next
+compilation).
 """
 
 from __future__ import annotations
@@ -35,13 +38,13 @@ class Job:
 
 
 def _single_thread() -> None:
+    """A worker process's initializer: one thread per library, before anything imports Numba."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = "1"
 
 
 def train(job: Job) -> dict[str, Any]:
     """Train one job; its row (accuracy is the validation accuracy in tuning, the test one in test)."""
-    _single_thread()
     from mpi_demo.config import TrainConfig
     from mpi_demo.train import run_training
 
@@ -118,11 +121,10 @@ def run_many(
         for i in todo:
             done(i, train(jobs[i]))
     else:
-        _single_thread()
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_single_thread) as pool:
             futures = {pool.submit(train, jobs[i]): i for i in todo}
             for fut in as_completed(futures):
                 done(futures[fut], fut.result())
