@@ -32,9 +32,6 @@ from typing import Any
 
 from mpi_demo.comm import mpi_env
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
 RANKS = 4
 PING_SIZES = (16, 1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20)
 
@@ -213,4 +210,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # One thread per process unless the environment says otherwise (as python -m mpi_demo
+    # does). Not at import: changing NUMBA_NUM_THREADS in a process whose Numba threads
+    # already run makes its next compilation fail.
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
     sys.exit(main())

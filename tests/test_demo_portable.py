@@ -357,3 +357,21 @@ def test_bad_dump_arguments_are_rejected_before_training(tmp_path, args, message
     assert info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.mpi
+def test_mpiexec_dump_equals_the_simulated_dump(tmp_path):
+    """Under mpiexec rank 0 gathers every rank's g and s: the same files as --simulate-ranks."""
+    from test_mpi_demo import run_demo, run_mpi
+
+    sim, real = tmp_path / "sim", tmp_path / "mpi"
+    args = ["train", *SMALL_ARGS, "--dump-inputs"]
+    done = run_demo([*args, str(sim), "--simulate-ranks", "2"])
+    assert done.returncode == 0, done.stderr
+    done = run_mpi(2, [*args, str(real)])
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in sim.iterdir())
+    assert names == sorted(p.name for p in real.iterdir()) and len(names) == 1 + 3 * 2 * (1 + 4 * 2)
+    for name in names:
+        assert (sim / name).read_bytes() == (real / name).read_bytes(), name
+    assert replay.replay(real).difference is None
