@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vgc_ref import InputError, dense_grad_var, per_sample_dense_grad_var
+from vgc_ref import InputError, dense_grad_var, dense_grad_var_blas, per_sample_dense_grad_var
 
 
 @given(
@@ -36,6 +36,31 @@ def test_cheap_variance_equals_per_sample_computation(batch, n_in, n_out, seed):
         )
 
 
+@given(
+    st.one_of(st.integers(1, 17), st.integers(100, 300)),  # B
+    st.integers(0, 9),  # in
+    st.integers(0, 9),  # out
+    st.integers(0, 2**32 - 1),  # seed
+)
+def test_blas_form_agrees_with_the_fixed_order_to_rounding(batch, n_in, n_out, seed):
+    """dense_grad_var_blas (BLAS order, outside the contract) gives the fixed-order results
+    within B float32 roundings of the sum of |terms|, with the same shapes and dtype."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, n_in)).astype(np.float32)
+    delta = (rng.standard_normal((batch, n_out)) / batch).astype(np.float32)
+    x64, d64 = x.astype(np.float64), delta.astype(np.float64)
+    scales = (
+        np.abs(x64).T @ np.abs(d64),
+        (x64 * x64).T @ (d64 * d64),
+        np.abs(d64).sum(0),
+        (d64 * d64).sum(0),
+    )
+    for a, b, scale in zip(dense_grad_var_blas(x, delta), dense_grad_var(x, delta), scales):
+        assert a.dtype == np.float32 and a.shape == b.shape
+        bound = 2 * batch * np.finfo(np.float32).eps * scale + 1e-37
+        np.testing.assert_array_less(np.abs(a.astype(np.float64) - b), bound)
+
+
 def test_variance_is_nonnegative_and_matches_hand_computation():
     """B = 2 by hand: per-sample grads of W are B * x_z D_z."""
     x = np.array([[1.0], [2.0]], np.float32)
@@ -57,7 +82,7 @@ def test_variance_is_nonnegative_and_matches_hand_computation():
     ],
 )
 def test_bad_shapes_and_dtypes_are_rejected(x, delta, name):
-    for fn in (dense_grad_var, per_sample_dense_grad_var):
+    for fn in (dense_grad_var, dense_grad_var_blas, per_sample_dense_grad_var):
         with pytest.raises(InputError) as info:
             fn(x, delta)
         assert info.value.name == name

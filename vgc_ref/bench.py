@@ -29,7 +29,7 @@ from vgc_ref import backends as registry
 from vgc_ref.encoding import decode_message, encode_message
 from vgc_ref.params import VGCParams
 from vgc_ref.state import SegmentState
-from vgc_ref.variance import dense_grad_var
+from vgc_ref.variance import dense_grad_var, dense_grad_var_blas
 
 FRACTIONS = (0.001, 0.01, 0.1)
 N_RANKS = 4
@@ -179,7 +179,7 @@ def run(n: int, repeats: int, backends: dict[str, registry.Backend], quick: bool
     b = np.zeros(n_out, np.float32)
     delta = (rng.standard_normal((batch, n_out)) / batch).astype(np.float32)
 
-    def forward_backward(with_variance: bool, grad_var=dense_grad_var):
+    def forward_backward(with_variance: bool, grad_var=dense_grad_var_blas):
         y = x @ w + b  # forward
         dx = delta @ w.T  # backward: input gradient
         if with_variance:
@@ -190,10 +190,12 @@ def run(n: int, repeats: int, backends: dict[str, registry.Backend], quick: bool
         return y, dx, g_w, g_b
 
     # Interleaved: every round times the plain pass and each variance variant once, so a
-    # burst of load from elsewhere hits all of them; each row is its best round.
-    variants = {"numpy": dense_grad_var}
+    # burst of load from elsewhere hits all of them; each row is its best round. "numpy-blas"
+    # is dense_grad_var_blas (BLAS order, outside the bit-exact contract); the numpy
+    # reference in the fixed order is timed once, on its own, by _ordered_products below.
+    variants = {"numpy-blas": dense_grad_var_blas}
     for name, backend in backends.items():
-        if name != "numba-cuda" and backend.dense_grad_var is not dense_grad_var:
+        if name not in ("numpy", "numba-cuda"):
             variants[name] = backend.dense_grad_var
     forward_backward(True)  # warm up BLAS threads and the allocator
     best_plain = float("inf")
@@ -228,7 +230,61 @@ def run(n: int, repeats: int, backends: dict[str, registry.Backend], quick: bool
         "dense",
         vs_plain=sec / plain,
     )
+    _ordered_products(add, backends, repeats, quick, rng)
     return rows
+
+
+def _ordered_products(add, backends, repeats: int, quick: bool, rng) -> None:
+    """dense_grad_var alone: the fixed order (docs/algorithm.md section 2) against BLAS.
+
+    Two sizes: the 256 x 1024 x 1024 layer above, and the default demo's three layers on
+    one of 4 ranks (B = 16; 32 -> 128 -> 64 -> 8). Rows: ``numpy-blas``
+    (dense_grad_var_blas), each CPU backend's dense_grad_var (bit-exact), and the numpy
+    reference in the fixed order (on the large layer once, and only without --quick).
+    Each result is checked against the reference's bits before it is timed.
+    """
+    sizes = {
+        "dense_grad_var B=256 1024x1024": [(256, 1024, 1024)],
+        "dense_grad_var demo layers B=16": [(16, 32, 128), (16, 128, 64), (16, 64, 8)],
+    }
+    for label, shapes in sizes.items():
+        layers = [
+            (
+                rng.standard_normal((b, i), dtype=np.float32),
+                (rng.standard_normal((b, o)) / b).astype(np.float32),
+            )
+            for b, i, o in shapes
+        ]
+        large = shapes[0][0] > 64
+        variants = {"numpy-blas": dense_grad_var_blas}
+        for name, backend in backends.items():
+            if name not in ("numpy", "numba-cuda"):
+                variants[name] = backend.dense_grad_var
+        if not (large and quick):
+            variants["numpy"] = dense_grad_var
+        want = [dense_grad_var(x, d) for x, d in layers]
+        for name, gv in variants.items():
+            if name != "numpy-blas":
+                for (x, d), w in zip(layers, want):
+                    got = gv(x, d)
+                    same = all(np.array_equal(a.view(np.uint32), b.view(np.uint32)) for a, b in zip(got, w))
+                    if not same:
+                        raise AssertionError(f"{label}: {name} differs from the reference's bits")
+
+        def all_layers(gv, calls, layers=layers):
+            for _ in range(calls):
+                for x, d in layers:
+                    gv(x, d)
+
+        calls = 1 if large else 50  # small layers: many calls per timing, for the clock
+        best = dict.fromkeys(variants, float("inf"))
+        for round_ in range(2 * repeats + 1):  # interleaved, as above
+            for name, gv in variants.items():
+                if name == "numpy" and large and round_ > 0:
+                    continue  # the Python loop over 256 samples: once is enough
+                best[name] = min(best[name], _best(lambda gv=gv, c=calls: all_layers(gv, c), 1) / calls)
+        for name, sec in best.items():
+            add(label, name, sec, 0, "dense", vs_blas=sec / best["numpy-blas"])
 
 
 def _finish(rows: list[dict]) -> None:
@@ -259,6 +315,11 @@ def print_table(rows: list[dict], info: dict, n: int) -> None:
             notes.append(f"sent {r['sent']:.2%}")
         if "vs_plain" in r:
             notes.append(f"{r['vs_plain']:.2f}x the no-variance time")
+        if "vs_blas" in r:
+            notes.append(
+                f"{r['vs_blas']:.2f}x the BLAS time"
+                + (" (fixed order)" if r["backend"] != "numpy-blas" else "")
+            )
         ms = f"{1e3 * r['seconds']:9.2f}"
         print(f"{r['op']:<40} {r['backend']:<11} {ms} {gbs} {speed} {share}  {', '.join(notes)}")
 

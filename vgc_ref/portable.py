@@ -224,10 +224,12 @@ def exp32(x: np.ndarray) -> np.ndarray:
         float32, the shape of x.
     """
     check_array("x", x, ndim=None)
+    shape, x = x.shape, x.reshape(-1)  # 1-D inside (a 0-d array's results would be scalars)
     big = x > EXP_HI  # bool, shape of x
     small = x < EXP_LO
     nan = np.isnan(x)
-    X = np.where(big | small | nan, 0.0, x.astype(np.float64))  # float64; 0.0 where set below
+    with np.errstate(invalid="ignore"):  # a signalling NaN widens to a quiet one: replaced below
+        X = np.where(big | small | nan, 0.0, x.astype(np.float64))  # float64; 0.0 where set below
     n = np.rint(X * INV_LN2)  # float64, integers in [-150, 129]
     r = (X - n * LN2_HI) - n * LN2_LO  # float64, |r| <= 0.35
     p = np.full_like(r, EXP_C[13])
@@ -238,7 +240,7 @@ def exp32(x: np.ndarray) -> np.ndarray:
     out[big] = np.inf
     out[small] = 0.0
     out[nan] = x[nan]
-    return out
+    return out.reshape(shape)
 
 
 def log32(x: np.ndarray) -> np.ndarray:
@@ -269,7 +271,9 @@ def log32(x: np.ndarray) -> np.ndarray:
         float32, the shape of x.
     """
     check_array("x", x, ndim=None)
-    X = x.astype(np.float64)
+    shape, x = x.shape, x.reshape(-1)
+    with np.errstate(invalid="ignore"):  # a signalling NaN widens to a quiet one: replaced below
+        X = x.astype(np.float64)
     ok = (X > 0.0) & (X < np.inf)  # finite and positive: the formula's domain
     m, e = np.frexp(np.where(ok, X, 1.0))  # float64, int32
     low = m < SQRT_HALF
@@ -288,4 +292,4 @@ def log32(x: np.ndarray) -> np.ndarray:
     out[X < 0.0] = NAN32
     nan = np.isnan(x)
     out[nan] = x[nan]
-    return out
+    return out.reshape(shape)

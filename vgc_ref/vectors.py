@@ -24,7 +24,9 @@ Kinds of case:
   +0.0, several steps: per step the packets, the message and r, v after the step;
 * ``aggregate`` -- P messages and the segment sizes: g_hat per segment;
 * ``decode`` -- messages, valid and malformed: the packets, or the error's field and
-  byte offset.
+  byte offset;
+* ``dense`` -- a dense layer's x and D: g_W, s_W, g_b, s_b of ``dense_grad_var``
+  (docs/algorithm.md section 2, bit-exact).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import numpy as np
 
 import vgc_ref
 from vgc_ref.conformance import cases as edge
+from vgc_ref.conformance import variance_cases
 from vgc_ref.packet import MAX_SEGMENT_LEN, Codec, Packet
 from vgc_ref.params import StromParams, VGCParams
 from vgc_ref.state import SegmentState
@@ -407,11 +410,57 @@ def export(directory: str | Path) -> list[str]:
         _write_json(case / "expected" / f"{key}.json", _decode_result(vgc_ref.decode_message, data))
     index.append({"name": name, "kind": "decode", "description": description})
 
+    index += _export_dense(root)
+
     _write_json(
         root / "index.json",
         {"format": FORMAT, "version": VERSION, "vgc_ref": vgc_ref.__version__, "cases": index},
     )
     return [c["name"] for c in index]
+
+
+DENSE_OUTPUTS = ("g_W", "s_W", "g_b", "s_b")
+
+
+def _dense_layers() -> dict:
+    """name -> (description, x, delta): the kit's hand-picked layers and one random layer."""
+    layers = {
+        f"dense_{name}": (variance_cases.WHY[name], *make())
+        for name, make in variance_cases.EDGE_LAYERS.items()
+    }
+    layers["dense_random"] = (
+        "64 samples, 12 inputs, 10 outputs of many magnitudes",
+        *variance_cases.random_layer(),
+    )
+    return layers
+
+
+def _export_dense(root: Path) -> list[dict]:
+    """Kind ``dense``: in/x.f32 (float32[B, in], row-major), in/delta.f32 (float32[B, out]);
+    expected/g_W.f32, s_W.f32 (float32[in, out]), g_b.f32, s_b.f32 (float32[out])."""
+    index = []
+    for name, (description, x, delta) in _dense_layers().items():
+        case = root / name
+        shutil.rmtree(case, ignore_errors=True)
+        batch, n_in = x.shape
+        doc = {"name": name, "kind": "dense", "description": description}
+        _write_json(case / "case.json", {**doc, "batch": batch, "in": n_in, "out": delta.shape[1]})
+        _write_array(case / "in" / "x", x, False)
+        _write_array(case / "in" / "delta", delta, False)
+        _write_dense_outputs(case / "expected", vgc_ref.dense_grad_var(x, delta))
+        index.append({"name": name, "kind": "dense", "description": description})
+    return index
+
+
+def _write_dense_outputs(directory: Path, results) -> None:
+    for out_name, a in zip(DENSE_OUTPUTS, results):
+        _write_array(directory / out_name, np.asarray(a), False)
+
+
+def _run_dense(impl, case: Path, doc: dict, out: Path) -> None:
+    x = _read_array(case / "in" / "x", 0, False).reshape(doc["batch"], doc["in"])
+    delta = _read_array(case / "in" / "delta", 0, False).reshape(doc["batch"], doc["out"])
+    _write_dense_outputs(out, impl.dense_grad_var(x, delta))
 
 
 def _cases(root: Path, only: list[str] | None) -> list[str]:
@@ -465,6 +514,8 @@ def run_impl(directory: str | Path, impl_spec: str, only: list[str] | None = Non
             messages = [(case / "in" / f"rank{w}.bin").read_bytes() for w in range(doc["ranks"])]
             for j, g_hat in enumerate(impl.decode_accumulate(messages, doc["sizes"])):
                 _write_array(out / f"seg{j}.g_hat", g_hat, False)
+        elif doc["kind"] == "dense":
+            _run_dense(impl, case, doc, out)
         else:
             for key in doc["messages"]:
                 result = _decode_result(impl.decode_message, (case / "in" / f"{key}.bin").read_bytes())

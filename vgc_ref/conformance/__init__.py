@@ -61,6 +61,11 @@ PROPERTIES: dict[str, tuple[str, str]] = {
         "test_stateful",
         "many steps, state carried, vs the reference",
     ),
+    "test_dense_grad_var_equals_reference": ("test_variance", "dense-layer g and s, bit for bit"),
+    "test_dense_grad_var_equals_reference_on_edge_cases": (
+        "test_variance",
+        "the same on layers where the order of operations shows",
+    ),
     "test_dense_grad_var_matches_per_sample_gradients": (
         "test_variance",
         "dense-layer variance vs per-sample",

@@ -1,0 +1,113 @@
+"""Hand-picked dense layers where one rule of the fixed order decides the result.
+
+docs/algorithm.md section 2: every product and every addition rounded to float32 on its
+own (no FMA), the accumulator starting at +0.0, the samples added in increasing order.
+Each function returns (x: float32[B, in], delta: float32[B, out]); the comment says what
+a computation that breaks the rule gets wrong. Used by the conformance property
+``test_dense_grad_var_equals_reference_on_edge_cases`` and by the golden vectors
+(``dense_*`` cases of ``python -m vgc_ref.vectors``); tests/test_portable.py checks that
+each layer does tell the wrong computation apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+F32 = np.float32
+
+
+def _no_fma():
+    # g_W = +0.0 (+) -(1+2^-11) (+) fl((1+2^-12)^2) = -(1+2^-11) + (1+2^-11) = 0, because
+    # (1+2^-12)^2 = 1+2^-11+2^-24 rounds (a tie, to even) before it is added. With a fused
+    # multiply-add the 2^-24 survives. Four columns, so that a BLAS takes its gemm path.
+    x = np.tile(np.array([[-(1.0 + 2.0**-11)], [1.0 + 2.0**-12]], F32), (1, 4))
+    delta = np.tile(np.array([[1.0], [1.0 + 2.0**-12]], F32), (1, 4))
+    return x, delta
+
+
+def _sequential(first_big: bool):
+    # D = [2^24, 1, 1]: in order, 2^24 + 1 ties back to 2^24 twice -> 2^24; summed pairwise
+    # or from the end, 1 + 1 = 2 first -> 2^24 + 2. D = [1, 1, 2^24] is the reverse.
+    col = [2.0**24, 1.0, 1.0] if first_big else [1.0, 1.0, 2.0**24]
+    return np.ones((3, 2), F32), np.array([col, col[::-1]], F32).T.copy()
+
+
+def _long_batch(batch=520, width=1):
+    # 2^24 first, then 519 ones: in order, every 1 is lost (-> 2^24). A sum in blocks of
+    # up to 512 samples (BLAS kernels block it), several accumulators or a tree keep some.
+    x = np.ones((batch, width), F32)
+    delta = np.ones((batch, width), F32)
+    delta[0] = 2.0**24
+    return x, delta
+
+
+def _blas_order():
+    # _no_fma's two samples in column 0, _long_batch's in column 1: a BLAS product differs
+    # from the fixed order in one of them whether it fuses (most CPU kernels) or blocks.
+    x, delta = _long_batch(width=2)
+    fx, fd = _no_fma()
+    x[:, 0], delta[:, 0] = 0.0, 0.0
+    x[:2, 0], delta[:2, 0] = fx[:, 0], fd[:, 0]
+    return x, delta
+
+
+def _squares_rounded_first():
+    # s_W = (x (x) x) (x) (D (x) D), each square rounded first; (x*D)^2 differs here.
+    x = np.array([[float.fromhex("0x1.000f24p+0")]], F32)
+    delta = np.array([[float.fromhex("0x1.00106p+0")]], F32)
+    return x, delta
+
+
+def _signed_zeros():
+    # The accumulator starts at +0.0: -0.0 products and -0.0 values sum to +0.0.
+    x = np.array([[-0.0, 1.0], [0.0, -0.0]], F32)
+    delta = np.array([[1.0, -0.0], [-1.0, -0.0]], F32)
+    return x, delta
+
+
+def _subnormals():
+    # Products and sums in the subnormal range are kept (no flush to zero): 2^-60 * 2^-70
+    # = 2^-130; the squares 2^-120 * 2^-140 underflow to +0.0 or round to 2^-149 steps.
+    x = np.array([[2.0**-60, 2.0**-74], [2.0**-60, 3.0 * 2.0**-75]], F32)
+    delta = np.array([[2.0**-70, 2.0**-126], [2.0**-149, -(2.0**-148)]], F32)
+    return x, delta
+
+
+#: Hand-picked layers, each pinning one rule of docs/algorithm.md section 2.
+EDGE_LAYERS = {
+    "no_fma": _no_fma,
+    "sequential_not_pairwise": lambda: _sequential(True),
+    "sequential_not_reversed": lambda: _sequential(False),
+    "long_batch": _long_batch,
+    "blas_order": _blas_order,
+    "squares_rounded_first": _squares_rounded_first,
+    "signed_zeros": _signed_zeros,
+    "subnormals": _subnormals,
+}
+
+#: One line per layer: what it pins (the golden vectors' descriptions).
+WHY = {
+    "no_fma": "each product rounded before it is added: a fused multiply-add gives 2^-24 instead of 0",
+    "sequential_not_pairwise": "samples added in order: 2^24 + 1 + 1 stays 2^24 (pairwise: 2^24 + 2)",
+    "sequential_not_reversed": "samples added in order: 1 + 1 + 2^24 is 2^24 + 2 (reversed: 2^24)",
+    "long_batch": "520 samples added in order: 2^24 then 519 ones stays 2^24 (blocked sums keep some)",
+    "blas_order": "no_fma and long_batch side by side: a BLAS product fails one of them",
+    "squares_rounded_first": "s_W = (x*x) * (D*D), each square rounded first ((x*D)^2 differs)",
+    "signed_zeros": "the accumulator starts at +0.0: -0.0 terms sum to +0.0",
+    "subnormals": "subnormal products and sums kept, not flushed to zero",
+}
+
+
+def random_layer(seed: int = 10, batch: int = 64, n_in: int = 12, n_out: int = 10):
+    """A layer of ordinary values spread over many magnitudes, some edge values among them."""
+    rng = np.random.default_rng(seed)
+
+    def matrix(shape):
+        a = (rng.standard_normal(shape) * 2.0 ** rng.integers(-20, 6, shape)).astype(F32)
+        edge = rng.random(shape) < 0.1
+        a[edge] = rng.choice(
+            np.array([0.0, -0.0, 2.0**-149, 1.0 + 2.0**-12, 2.0**24], F32), size=int(edge.sum())
+        )
+        return a
+
+    return matrix((batch, n_in)), matrix((batch, n_out))
