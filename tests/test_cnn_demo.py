@@ -194,3 +194,16 @@ def test_cnn_simulated_ranks_equal_mpiexec(tmp_path):
     done = run_mpi(3, [*args, "--trace", str(real)])
     assert done.returncode == 0, done.stderr
     assert sim.read_bytes() == real.read_bytes(), trace.compare_files(sim, real)[1]
+
+
+def test_varcost_rows_are_the_ratio_of_their_timings():
+    """python -m mpi_demo.varcost: every layer of both models, exact and approx for each
+    convolution, with fraction = variance / (forward + backward)."""
+    from mpi_demo import varcost
+
+    rows = varcost.measure(batch=2, repeats=1, channels=(2, 2, 2))
+    names = [r["layer"] for r in rows]
+    assert sum("(exact)" in n for n in names) == sum("(approx)" in n for n in names) == 3
+    for r in rows:
+        assert r["fwd_bwd_ms"] > 0 and r["var_ms"] > 0
+        assert r["fraction"] == r["var_ms"] / r["fwd_bwd_ms"]

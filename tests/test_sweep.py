@@ -187,6 +187,7 @@ def test_quick_sweep_end_to_end_and_reuse(tmp_path):
     assert {r["seed"] for r in tuning} == {plan.TUNING_SEED}
     csv_text = (tmp_path / "results.csv").read_text()
     assert csv_text.splitlines()[0].startswith("study,method,value")
+    assert csv_text.splitlines()[1].endswith(f",{doc['provenance']['commit']},{doc['code_hash']}")
     assert main([*args, "--reuse"]) == 0
     again = json.loads((tmp_path / "results.json").read_text())
     assert again["n_trained"] == 0 and again["summary"] == doc["summary"]

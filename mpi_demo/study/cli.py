@@ -151,7 +151,7 @@ def run_cli(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
 
 
 def write_outputs(out: Path, markdown: str | None, meta, choices, summary, rows) -> None:
-    report.write_csv(summary, out / "results.csv")
+    report.write_csv(summary, out / "results.csv", meta)
     report.write_json({**meta, "choices": choices, "summary": summary, "runs": rows}, out / "results.json")
     if markdown:
         report.update_markdown(Path(markdown), report.markdown_block(summary, meta))

@@ -43,6 +43,8 @@ CSV_COLUMNS = (
     "step_ms",
     "compute_ms",
     "variance_ms",
+    "commit",
+    "code_hash",
 )
 
 
@@ -73,12 +75,15 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def write_csv(summary: Sequence[dict[str, Any]], path: Path) -> None:
+def write_csv(summary: Sequence[dict[str, Any]], path: Path, meta: dict[str, Any]) -> None:
+    """One row per study and method; every row names the commit and code hash that trained it."""
+    made = {"commit": meta["provenance"]["commit"], "code_hash": meta["code_hash"]}
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore")
         w.writeheader()
         for s in summary:
-            w.writerow({k: ("" if s.get(k) is None else s.get(k)) for k in CSV_COLUMNS})
+            row = {**s, **made}
+            w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
 
 
 def write_json(doc: dict[str, Any], path: Path) -> None:
