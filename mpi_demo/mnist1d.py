@@ -18,13 +18,16 @@ import hashlib
 
 import numpy as np
 
+from mpi_demo.data import DatasetUnavailableError
+
 #: SHA-256 of x (float64, C order) + y (int64) + x_test + y_test as generated.
 SHA256 = "2377c0b18c9f643da2b39e66086395782aac2fcfdd678b89f55a22b17ec47631"
 N_TRAIN, N_TEST, LENGTH, CLASSES = 4000, 1000, 40, 10
 
 
-class Mnist1dError(RuntimeError):
-    """The mnist1d package is missing, or it generated other bytes than the pinned ones."""
+class Mnist1dError(DatasetUnavailableError):
+    """The mnist1d package is missing, or it generated other bytes than the pinned ones
+    (the demo's command line prints it as one line and exits 2)."""
 
 
 def digest(x, y, x_test, y_test) -> str:

@@ -151,6 +151,9 @@ def test_mnist1d_bytes_are_pinned(monkeypatch):
     with pytest.raises(mnist1d.Mnist1dError, match="not the pinned 0000") as err:
         mnist1d.load()
     assert "\n" not in str(err.value)
+    from mpi_demo import cli
+
+    assert cli.main(["train", "--dataset", "mnist1d", "--steps", "1", "--simulate-ranks", "1"]) == 2
 
 
 @needs_mnist1d
