@@ -44,6 +44,18 @@ EDGE = (0.0, -0.0, 1.0, -1.0, 2.0**-149, -(2.0**-148), 2.0**-126, 1.0 + 2.0**-12
 EDGE += (1.0 + 2.0**-23, 0.1, 3.0, 2.0**24, -(2.0**28), 2.0**-70)
 
 
+@pytest.fixture(autouse=True)
+def compile_here(monkeypatch):
+    """Compiling reloads Numba's configuration from the environment, and it refuses a
+    NUMBA_NUM_THREADS other than the running pool's (mpi_demo.sweep sets the variable
+    when tests/test_sweep.py imports it, possibly after the pool started): keep the
+    variable at the pool's value while a test here compiles (the FMA checks, the scan,
+    the serial kernels on first use)."""
+    from numba import config
+
+    monkeypatch.setenv("NUMBA_NUM_THREADS", str(config.NUMBA_NUM_THREADS))
+
+
 def bits(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a).view(np.uint32)
 
