@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 NP     ?= 4
+# The torch extra's tests (docs/torch.md) run when TORCH names a torch to install; the
+# CPU wheel of this version is the one to use (make venv TORCH= skips torch).
+TORCH  ?= torch==2.13.0
 
 .PHONY: demo test lint example clean
 
@@ -10,6 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[mpi,test,digits,plot]'
+	$(if $(TORCH),$(PY) -m pip install -q '$(TORCH)')
 	touch $@
 
 venv: $(VENV)/.installed
