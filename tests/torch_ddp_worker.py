@@ -1,0 +1,100 @@
+"""Worker of tests/test_torch_ddp.py: a small DDP job on P gloo processes (CPU).
+
+    python tests/torch_ddp_worker.py SCENARIO OUTDIR [--ranks 2] [--port N]
+
+Scenarios: ``record`` (each method trains a few steps with VGC's hook recording every
+call; rank r writes OUTDIR/record-r.pkl), ``nan-in-hook`` (rank 1's gradient turns NaN at
+step 1: its step raises inside the hook) and ``raise`` (rank 1 raises in its training loop
+at step 1). The test runs it under a timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import sys
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+import vgc_ref.torch as vt
+
+STEPS = 4
+METHODS = {
+    "vgc": {"alpha": 1.0},
+    "hybrid": {"alpha": 1.0, "tau": 0.01},
+    "strom": {"tau": 0.01},
+    "none": {},
+    "default": None,  # DDP's own allreduce, for comparison with "none"
+}
+
+
+def make_model() -> nn.Module:
+    """Conv1d and Linear layers (so both variance sources run), the same on every rank."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv1d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(40, 8), nn.ReLU(), nn.Linear(8, 3)
+    )
+
+
+def batch(rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1000 * rank + step)
+    return torch.randn(6, 1, 12, generator=g), torch.randint(0, 3, (6,), generator=g)
+
+
+def train(rank: int, world: int, method: str, scenario: str) -> dict:
+    model = make_model()
+    # Buckets of ~150 parameters: several per step, regrouped by DDP after the first step.
+    ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=150 * 4 / 2**20)
+    state = None
+    if METHODS[method] is not None:
+        state = vt.register(ddp, method=method, **METHODS[method])
+        state.record = []
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+    replicas = []
+    for step in range(STEPS):
+        x, y = batch(rank, step)
+        if scenario == "nan-in-hook" and rank == 1 and step == 1:
+            x[0, 0, 0] = float("nan")
+        if scenario == "raise" and rank == 1 and step == 1:
+            raise ValueError("rank 1 raises in its training loop")
+        opt.zero_grad()
+        nn.functional.cross_entropy(ddp(x), y).backward()
+        opt.step()
+        flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        gathered = [torch.empty_like(flat) for _ in range(world)]
+        dist.all_gather(gathered, flat)
+        replicas.append([t.numpy().copy() for t in gathered])
+    return {"replicas": replicas, "record": state.record if state else None, "params": flat.numpy().copy()}
+
+
+def worker(rank: int, world: int, port: int, scenario: str, outdir: str) -> None:
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        methods = list(METHODS) if scenario == "record" else ["vgc"]
+        results = {m: train(rank, world, m, scenario) for m in methods}
+        with open(os.path.join(outdir, f"record-{rank}.pkl"), "wb") as f:
+            pickle.dump(results, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario", choices=["record", "nan-in-hook", "raise"])
+    ap.add_argument("outdir")
+    ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--port", type=int, default=29517)
+    args = ap.parse_args(argv)
+    torch.multiprocessing.spawn(
+        worker, args=(args.ranks, args.port, args.scenario, args.outdir), nprocs=args.ranks
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
