@@ -7,7 +7,7 @@ NP     ?= 4
 # CPU wheel of this version is the one to use (make venv TORCH= skips torch).
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test lint example clean
+.PHONY: demo test lint example clean mutation kit-slow
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,17 @@ test: $(VENV)/.installed lint
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Mutation testing of the conformance kit: cosmic-ray mutates a copy of the semantic modules
+# and runs the kit's deterministic layer (then its Hypothesis layer) against each mutant;
+# writes docs/mutation.md. About half an hour on 2 cores (docs/conformance.md).
+mutation: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[mutation]'
+	$(PY) tools/mutation.py run --workers 2
+
+# The kit's slow cases (n = 2^27 through a real step; about 8 GB of memory).
+kit-slow: $(VENV)/.installed
+	$(PY) -m vgc_ref.conformance.table --impl vgc_ref --slow -k slow.
 
 example: $(VENV)/.installed
 	$(PY) -m vgc_ref

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from wrong_impls import EXPECTED
+from wrong_impls import EXPECTED, SLOW_EXPECTED
 
 from vgc_ref.backends import REGISTRY, backend_names
 from vgc_ref.conformance import PROPERTIES
@@ -144,7 +144,7 @@ def test_every_wrong_impl_is_listed():
     modules = {
         p.stem for p in WRONG_DIR.glob("*.py") if not p.stem.startswith("_") and p.stem != "incomplete"
     }
-    assert modules == set(EXPECTED)
+    assert modules == set(EXPECTED) | set(SLOW_EXPECTED)
     for expected in EXPECTED.values():
         assert expected.split("[")[0] in PROPERTIES
 
@@ -293,3 +293,136 @@ def test_golden_vectors_max_index_sparse(tmp_path):
     words = np.fromfile(case / "expected" / "step0" / "seg0.words.u32", "<u4")
     assert (words >> 5).max() == (1 << 27) - 1
     assert json.loads((case / "case.json").read_text())["segments"][0]["n"] == 1 << 27
+
+
+def _table(*args, timeout=900):
+    cmd = [sys.executable, "-m", "vgc_ref.conformance.table", *args]
+    return subprocess.run(cmd, cwd=TESTS, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def test_fma_adapter_rejected_deterministically(tmp_path):
+    """An adapter computing the criterion with a fused multiply-add (the bug nvcc introduces by
+    default) fails the kit at --derandomize --max-examples 10, on the tie case built for it,
+    and the failure names the inputs with their float32 bits and the first differing word."""
+    run = run_kit(tmp_path, "wrong_impls.fma_in_criterion", "--max-examples", "10", "-k", "test_rule_case")
+    assert run["code"] == 1, run["output"][-3000:]
+    by_id = {e["id"]: e for e in run["report"]["results"]}
+    entry = by_id["test_rule_case[vgc.fma_tie_alpha_2]"]
+    assert entry["outcome"] == "failed"
+    assert "vgc_step packet" in entry["message"] and "inputs: segment_id=3, r=[" in entry["message"]
+    assert "(0x" in entry["message"] and "alpha=2.0 (float32 2.0 (0x40000000))" in entry["message"]
+    assert "ExceptionGroup" not in run["output"]
+
+
+def test_table_catches_each_wrong_impl_fast():
+    """The deterministic layer alone (no Hypothesis) rejects every wrong implementation but the
+    slow-only ones, each at the case EXPECTED names (when that case is a table case)."""
+    from vgc_ref.conformance.table import BY_ID
+
+    for name, expected in EXPECTED.items():
+        case = expected[expected.find("[") + 1 : -1] if "[" in expected else None
+        if case not in BY_ID:
+            continue
+        run = _table("--impl", f"wrong_impls.{name}", "--case", case, timeout=300)
+        assert run.returncode == 1 and f"FAIL {case}" in run.stdout, f"{name}: {run.stdout[-2000:]}"
+
+
+@pytest.mark.slow
+def test_max_index_through_a_real_step():
+    """n = 2^27 through a real step (about 8 GB of memory, half a minute): the reference
+    passes, and an index field one bit short is caught."""
+    ok = _table("--impl", "vgc_ref", "--slow", "-k", "slow.")
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    for name, case in SLOW_EXPECTED.items():
+        bad = _table("--impl", f"wrong_impls.{name}", "--slow", "--case", case)
+        assert bad.returncode == 1 and f"FAIL {case}" in bad.stdout, bad.stdout[-2000:]
+
+
+DOCS = TESTS.parent / "docs"
+
+
+def test_every_numbered_rule_has_a_case():
+    """Each numbered step and decision of docs/algorithm.md, each check of docs/format.md and
+    each row of the error table in docs/conformance.md is pinned by at least one case of the
+    deterministic layer (or is named as outside the adapter protocol, with the reason)."""
+    from vgc_ref.conformance.table import CASES, NOT_IN_PROTOCOL, doc_rules
+
+    rules = doc_rules(DOCS)
+    assert {f"format:{i}" for i in range(1, 20)} <= set(rules)
+    assert {f"decision:{i}" for i in range(1, 14)} <= set(rules)
+    assert {f"algorithm:3.{i}" for i in range(6)} <= set(rules)
+    tagged = {rule for case in CASES for rule in case.rules}
+    missing = [r for r in rules if r not in tagged and r not in NOT_IN_PROTOCOL]
+    assert not missing, f"rules without a case: {missing}"
+    unknown = sorted(tagged - set(rules))
+    assert not unknown, f"cases tagged with rules the docs do not number: {unknown}"
+
+
+def test_coverage_table_is_current():
+    """The coverage table in docs/conformance.md is what ``--coverage docs`` prints now."""
+    from vgc_ref.conformance.table import coverage_table
+
+    text = (DOCS / "conformance.md").read_text()
+    committed = text.split("<!-- coverage:start -->\n")[1].split("<!-- coverage:end -->")[0]
+    assert committed == coverage_table(DOCS), (
+        "docs/conformance.md's coverage table is stale: regenerate it with "
+        "python -m vgc_ref.conformance.table --coverage docs"
+    )
+
+
+class _StandInLibrary:
+    """What ``ctypes.CDLL("libvgc.so")`` gives the documented adapter: vgc_step_f32 with the
+    C signature, computing in place on r and v (with the reference, as a correct library would)."""
+
+    class _Function:
+        argtypes = None
+
+        def __call__(self, r, v, g, s, n, alpha, zeta, tau, reset, words, count, E):
+            import numpy as np
+
+            import vgc_ref
+
+            state = vgc_ref.SegmentState(0, r, v)
+            params = vgc_ref.VGCParams(
+                float(alpha), float(zeta), float(tau), "reset" if reset else "feedback"
+            )
+            packet = vgc_ref.vgc_step(state, g, s, params)
+            words[: packet.count] = np.asarray(packet.words, np.uint32)
+            count.value, E.value = packet.count, packet.param
+            return 0
+
+    def __init__(self):
+        self.vgc_step_f32 = self._Function()
+
+
+def test_documented_minimal_adapter_passes(tmp_path):
+    """The minimal adapter of docs/conformance.md, run as written with a stand-in for the C
+    library, passes every step case of the deterministic layer."""
+    import ctypes
+
+    text = (DOCS / "conformance.md").read_text()
+    code = text.split("# mypkg/vgc_adapter.py\n")[1].split("```")[0]
+    assert 'lib = ctypes.CDLL("libvgc.so")' in code
+    namespace: dict = {}
+    real = ctypes.CDLL
+    ctypes.CDLL = lambda name: _StandInLibrary()
+    try:
+        exec(compile(code, "docs/conformance.md (minimal adapter)", "exec"), namespace)
+    finally:
+        ctypes.CDLL = real
+
+    from vgc_ref.conformance.adapter import Impl
+    from vgc_ref.conformance.table import CASES, run_case
+
+    impl = Impl(
+        "docs-adapter",
+        **{op: namespace.get(op) for op in ("encode_message", "decode_message")},
+        vgc_step=namespace["vgc_step"],
+        strom_step=namespace.get("strom_step", lambda *a: None),
+        decode_accumulate=namespace["decode_accumulate"],
+        dense_grad_var=namespace["dense_grad_var"],
+    )
+    cases = [c for c in CASES if c.id.startswith(("vgc.", "invalid.vgc-", "pair.vgc-")) and not c.slow]
+    failures = {c.id: run_case(impl, c) for c in cases}
+    failures = {k: v for k, v in failures.items() if v is not None}
+    assert len(cases) > 50 and not failures, failures

@@ -26,4 +26,31 @@ EXPECTED = {
     "accumulator_from_first_rank": "test_aggregation_rank_order_edge_cases[negative_zero_never_survives]",
     "multiply_by_reciprocal_of_p": "test_aggregation_rank_order_edge_cases[divide_by_P]",
     "variance_square_of_sum": "test_dense_grad_var_matches_per_sample_gradients",
+    # Port bugs that source mutation cannot produce (docs/conformance.md, "Port bugs").
+    "fma_in_criterion": "test_rule_case[vgc.fma_tie_alpha_2]",
+    "fma_on_alpha_v": "test_rule_case[vgc.fma_tie_alpha_3]",
+    "criterion_in_float64": "test_rule_case[vgc.fma_tie_alpha_2]",
+    "alpha_in_float64": "test_rule_case[vgc.tie_alpha_rounds_down]",
+    "tau_in_float64": "test_rule_case[vgc.tau_rounds_down]",
+    "zeta_in_float64": "test_rule_case[vgc.zeta_rounds_down]",
+    "strom_tau_in_float64": "test_rule_case[strom.tau_rounds_down]",
+    "flush_subnormals": "test_rule_case[vgc.subnormal_sums_kept]",
+    "aggregate_in_float64": "test_rule_case[aggregate.float64_accumulator_shows]",
+    "strom_touches_v": "test_rule_case[strom.v_left_alone]",
+    "out_not_checked": "test_rule_case[aggregate_bad.out_read_only]",
+    "header_reserved_low_byte_only": "test_rule_case[decode.header_reserved_bit_15]",
+    "segment_reserved_first_byte_only": "test_rule_case[decode.segment_reserved_bit_23]",
+    "vgc_param_high_bits_ignored": "test_rule_case[decode.vgc_param_reserved_bit_31]",
+    "duplicate_ids_adjacent_only": "test_rule_case[decode.duplicate_id_distance_2]",
+    "content_checked_before_crc": "test_rule_case[decode.content_error_and_bad_crc]",
+    "bytes_after_crc_ignored": "test_rule_case[decode.bytes_after_crc_1]",
+    "encoder_no_validation": "test_rule_case[encode_invalid.vgc_E_255]",
+    "s_checked_before_g": "test_rule_case[pair.vgc-g_nan+s_nan]",
+    "dense_grad_var_squares_input": "test_rule_case[variance.inputs_unmodified]",
+}
+
+#: Wrong implementations only a slow case can catch (n = 2^27): module -> table case id.
+#: tests/test_conformance_kit.py runs them with ``python -m vgc_ref.conformance.table --slow``.
+SLOW_EXPECTED = {
+    "index_field_26_bits": "slow.max_index_step",
 }

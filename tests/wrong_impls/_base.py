@@ -45,17 +45,35 @@ def make_vgc_step(
     max_exponent=quantize.MAX_EXPONENT,
     decay_sent=False,
     honour_reset=True,
+    criterion=None,
+    tau=None,
+    decay=None,
+    flush_subnormals=False,
 ):
-    """A copy of the reference VGC step; each keyword is one place a bug can hide."""
+    """A copy of the reference VGC step; each keyword is one place a bug can hide.
+
+    ``criterion(r, v, params)`` replaces ``r * r > alpha32 * v``; ``tau(params)`` the
+    float32 tau; ``decay(params, v)`` the held elements' ``zeta32 * v``;
+    ``flush_subnormals`` flushes every subnormal result to zero (FTZ/DAZ).
+    """
+
+    def ftz(x):
+        if flush_subnormals:
+            x = np.where(np.abs(x) < np.float32(2.0**-126), np.float32(0) * x, x).astype(np.float32)
+        return x
 
     def vgc_step(state, g, s, params):
         if not isinstance(params, VGCParams):
             raise TypeError("params must be VGCParams")
         r, v = accumulate(state, g, s)
+        r, v = ftz(r), ftz(v)
         with np.errstate(over="ignore", under="ignore"):
-            lhs, rhs = r * r, params.alpha32 * v
+            lhs, rhs = ftz(r * r), ftz(params.alpha32 * v)
             above = lhs > rhs if strict else lhs >= rhs
-            candidate = above & (np.abs(r) >= params.tau32)
+            if criterion is not None:
+                above = criterion(r, v, params)
+            floor = params.tau32 if tau is None else tau(params)
+            candidate = above & (np.abs(r) >= floor)
         bits = r.view(np.uint32)
         ef = (bits >> np.uint32(23)) & np.uint32(0xFF)
         mf = bits & np.uint32(0x7FFFFF)
@@ -73,7 +91,7 @@ def make_vgc_step(
         else:
             r[index] = 0
         held = ~send
-        v[held] = params.zeta32 * v[held]
+        v[held] = ftz(params.zeta32 * v[held]) if decay is None else decay(params, v[held])
         if decay_sent:
             v[index] = params.zeta32 * v[index]
         else:
@@ -85,8 +103,9 @@ def make_vgc_step(
     return vgc_step
 
 
-def make_strom_step(*, inclusive=True):
-    """A copy of the reference Strom step; ``inclusive=False`` sends only |r| > tau."""
+def make_strom_step(*, inclusive=True, subtract=None, touch_v=False):
+    """A copy of the reference Strom step; ``inclusive=False`` sends only |r| > tau;
+    ``subtract(r, sign, params)`` replaces ``r - sign * tau32``; ``touch_v`` zeroes v."""
 
     def strom_step(state, g, params):
         if not isinstance(params, StromParams):
@@ -95,8 +114,13 @@ def make_strom_step(*, inclusive=True):
         mag = np.abs(r)
         index = np.flatnonzero(mag >= params.tau32 if inclusive else mag > params.tau32)
         sign = quantize.sign_bits(r[index])
-        r[index] = r[index] - quantize.strom_values(params.tau32, sign)
+        if subtract is None:
+            r[index] = r[index] - quantize.strom_values(params.tau32, sign)
+        else:
+            r[index] = subtract(r[index], sign, params)
         state.r[...] = r
+        if touch_v:
+            state.v[index] = 0
         tau_bits = int(params.tau32.view(np.uint32))
         return Packet(
             state.segment_id, state.n, Codec.STROM, tau_bits, quantize.pack_strom_words(index, sign)
@@ -130,7 +154,14 @@ def make_decoder(**patches):
 
 
 def make_aggregate(
-    decode=decode_message, *, reverse=False, start_from_first_rank=False, reciprocal=False, write_early=False
+    decode=decode_message,
+    *,
+    reverse=False,
+    start_from_first_rank=False,
+    reciprocal=False,
+    write_early=False,
+    float64=False,
+    check_out=True,
 ):
     """A copy of the reference decode_accumulate with the chosen bug."""
 
@@ -163,8 +194,9 @@ def make_aggregate(
         if not packet_lists:
             raise InputError("packet_lists", "0 ranks", "needs at least one worker's packets")
         _check_layout(packet_lists, sizes)
-        _check_out(out, sizes)
-        acc = [np.zeros(n, np.float32) for n in sizes]
+        if check_out:
+            _check_out(out, sizes)
+        acc = [np.zeros(n, np.float64 if float64 else np.float32) for n in sizes]
         order = packet_lists[::-1] if reverse else packet_lists
         for rank, packets in enumerate(order):
             for p in packets:
@@ -175,7 +207,7 @@ def make_aggregate(
                 else:
                     a[index] = a[index] + value
         p32 = np.float32(len(packet_lists))
-        g_hat = [a * (np.float32(1) / p32) if reciprocal else a / p32 for a in acc]
+        g_hat = [a * (np.float32(1) / p32) if reciprocal else (a / p32).astype(np.float32) for a in acc]
         if out is None:
             return g_hat
         for buf, g in zip(out, g_hat):
@@ -188,3 +220,25 @@ def make_aggregate(
 vgc_step = make_vgc_step()
 strom_step = make_strom_step()
 decode_accumulate = make_aggregate()
+
+
+def make_blind_decoder(clear):
+    """The reference decoder that does not see some bits: ``clear(buf, segments)`` zeroes them in
+    a copy (the CRC is recomputed when the original one was right, so only the blind check
+    can notice)."""
+    import zlib
+
+    def decode(data):
+        buf = bytearray(data)
+        try:
+            segments = encoding._read_frame(bytes(buf))
+        except FormatError:
+            segments = None
+        if segments is not None:
+            crc_ok = zlib.crc32(bytes(buf[:-4])) == int.from_bytes(buf[-4:], "little")
+            clear(buf, segments)
+            if crc_ok:
+                buf[-4:] = zlib.crc32(bytes(buf[:-4])).to_bytes(4, "little")
+        return decode_message(bytes(buf))
+
+    return decode

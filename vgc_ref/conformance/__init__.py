@@ -66,6 +66,10 @@ PROPERTIES: dict[str, tuple[str, str]] = {
         "dense-layer variance vs per-sample",
     ),
     "test_dense_grad_var_rejects_invalid_inputs": ("test_variance", "dense-layer input errors"),
+    "test_rule_case": (
+        "test_table",
+        "hand-picked cases, each pinning named rules (python -m vgc_ref.conformance.table)",
+    ),
 }
 
 PACKAGE_DIR = Path(__file__).resolve().parent

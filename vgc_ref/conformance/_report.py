@@ -22,6 +22,17 @@ def _example(excinfo) -> str | None:
     return "\n".join(found) if found else None
 
 
+def replay_command(entry: dict, meta: dict) -> str:
+    """The command that runs one failed entry again on its own, with the same examples."""
+    impl = meta.get("impl", "vgc_ref")
+    if entry["property"] == "test_rule_case" and entry.get("params"):
+        return f"python -m vgc_ref.conformance.table --impl {impl} --case {entry['params']}"
+    options = f"--max-examples {meta.get('max_examples')}"
+    if meta.get("derandomize"):
+        options += " --derandomize"
+    return f"python -m vgc_ref.conformance --impl {impl} {options} -k '{entry['id']}'"
+
+
 class Recorder:
     """Collects one entry per test item: property, parameters, outcome, message, example."""
 
@@ -66,6 +77,9 @@ class Recorder:
         return [e for e in self.entries.values() if e["outcome"] in ("failed", "error", "skipped")]
 
     def write(self, path: str | Path, meta: dict) -> None:
+        for entry in self.entries.values():
+            if entry["outcome"] in ("failed", "error"):
+                entry["replay"] = replay_command(entry, meta)
         doc = {
             "report_version": REPORT_VERSION,
             **meta,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+import vgc_ref as ref
 from vgc_ref.conformance.adapter import MissingOperationError
 from vgc_ref.packet import Codec, Packet
 from vgc_ref.state import SegmentState
@@ -22,6 +23,35 @@ ERROR_ATTRIBUTES = ("name", "segment", "index", "field", "offset", "rank")
 def bits(x: np.ndarray) -> np.ndarray:
     """uint32 bit patterns of a float32 array."""
     return np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+
+
+def f32_text(x: object) -> str:
+    """A float32 with its bit pattern, e.g. ``0.1 (0x3dcccccd)``."""
+    x32 = np.float32(x)
+    return f"{float(x32)!r} ({int(x32.view(np.uint32)):#010x})"
+
+
+def array_text(x: object, limit: int = 8) -> str:
+    """A short rendering of an input: float32 elements with their bits, the rest as repr."""
+    if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 1:
+        items = [f32_text(e) for e in x[:limit]]
+        more = f", ... ({x.size} elements)" if x.size > limit else ""
+        return "[" + ", ".join(items) + more + "]"
+    if isinstance(x, np.ndarray):
+        return f"ndarray(dtype={x.dtype}, shape={x.shape})"
+    return repr(x)[:200]
+
+
+def params_text(params: object) -> str:
+    """Hyperparameters with the float32 values the arithmetic uses."""
+    parts = []
+    for name in ("alpha", "zeta", "tau"):
+        if hasattr(params, f"{name}32"):
+            value32 = f32_text(getattr(params, f"{name}32"))
+            parts.append(f"{name}={getattr(params, name)!r} (float32 {value32})")
+    if hasattr(params, "residual"):
+        parts.append(f"residual={params.residual!r}")
+    return ", ".join(parts)
 
 
 def assert_bits_equal(what: str, got: object, want: np.ndarray) -> None:
@@ -40,7 +70,7 @@ def assert_bits_equal(what: str, got: object, want: np.ndarray) -> None:
         gv, wv = got.reshape(-1)[i], want.reshape(-1)[i]
         raise AssertionError(
             f"{what}: {diff.size} of {w.size} elements differ; first at flat index {i}: "
-            f"got {gv!r} (bits {int(g[i]):#010x}), expected {wv!r} (bits {int(w[i]):#010x})"
+            f"got {float(gv)!r} (bits {int(g[i]):#010x}), expected {float(wv)!r} (bits {int(w[i]):#010x})"
         )
 
 
@@ -144,3 +174,75 @@ def assert_same_outcome(what: str, got_error: BaseException | None, want_error: 
                 f"{what}: {type(want_error).__name__}.{attr} = {got!r}, expected {want!r} "
                 f"(reference: {want_error})"
             )
+
+
+def _copy(x):
+    return x.copy() if isinstance(x, np.ndarray) else x
+
+
+def _sent(packet) -> set[int] | None:
+    try:
+        words = np.asarray(packet.words, np.uint32)
+        shift = 5 if int(packet.codec) == int(Codec.VGC_Q4) else 1
+        return set((words >> np.uint32(shift)).tolist())
+    except Exception:  # not a packet: the comparison above said so already
+        return None
+
+
+def _first_sent_difference(got, want, r, v, g, s) -> str:
+    """The first element one side sends and the other holds, with its inputs in float32 bits."""
+    if got is None or want is None:
+        return ""
+    a, b = _sent(got), _sent(want)
+    if a is None or b is None or a == b:
+        return ""
+    i = min(a ^ b)
+    who = "sends" if i in a else "holds"
+    parts = [
+        f"{name}[{i}]={f32_text(x[i])}"
+        for name, x in (("r", r), ("v", v), ("g", g), ("s", s))
+        if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 1 and i < x.size
+    ]
+    return (
+        f"first differing element: index {i}, which the implementation {who} and the reference does not; "
+        + ", ".join(parts)
+    )
+
+
+def compare_step(impl, kind, r, v, g, s, params, segment_id=0):
+    """Run the reference and the implementation on copies; compare packet, state, error and inputs.
+
+    ``kind`` is "vgc" or "strom" (then ``s`` is ignored; ``v`` must come back untouched).
+    Returns the reference's packet (None when it raised). A failure names the inputs, as
+    float32 values with their bit patterns.
+    """
+    want_state = ref.SegmentState(segment_id, r.copy(), v.copy())
+    got_state = ref.SegmentState(segment_id, r.copy(), v.copy())
+    g_in, s_in = _copy(g), _copy(s)
+    try:
+        if kind == "vgc":
+            want, want_err = call(ref.vgc_step, want_state, _copy(g), _copy(s), params)
+            got, got_err = call(impl.vgc_step, got_state, g_in, s_in, params)
+        else:
+            want, want_err = call(ref.strom_step, want_state, _copy(g), params)
+            got, got_err = call(impl.strom_step, got_state, g_in, params)
+        assert_same_outcome(f"{kind}_step", got_err, want_err)
+        if want_err is None:
+            assert_packet_equal(f"{kind}_step packet", got, want)
+        what = "state after the step"
+        if want_err is not None:
+            what = "state after a rejected step (must be unchanged)"
+        assert_state_equal(what, got_state, want_state)
+        for name, before, after in (("g", g, g_in), ("s", s, s_in)):
+            if isinstance(before, np.ndarray) and before.dtype == np.float32:
+                assert_bits_equal(f"input {name} (must not be modified)", after, before)
+    except AssertionError as err:
+        detail = _first_sent_difference(got if want_err is None else None, want, r, v, g, s)
+        if detail:
+            err = AssertionError(f"{err}\n  {detail}")
+        inputs = [f"r={array_text(r)}", f"v={array_text(v)}", f"g={array_text(g)}"]
+        if kind == "vgc":
+            inputs.append(f"s={array_text(s)}")
+        inputs.append(params_text(params))
+        raise AssertionError(f"{err}\n  inputs: segment_id={segment_id}, " + ", ".join(inputs)) from None
+    return want

@@ -10,13 +10,7 @@ from hypothesis import strategies as st
 
 import vgc_ref as ref
 from vgc_ref.conformance.cases import STROM_EDGE_CASES, VGC_EDGE_CASES, StepCase
-from vgc_ref.conformance.compare import (
-    assert_bits_equal,
-    assert_packet_equal,
-    assert_same_outcome,
-    assert_state_equal,
-    call,
-)
+from vgc_ref.conformance.compare import assert_bits_equal, compare_step
 from vgc_ref.conformance.strategies import (
     dyadic_vectors,
     step_inputs,
@@ -27,36 +21,6 @@ from vgc_ref.conformance.strategies import (
 
 f32 = np.float32
 segment_ids = st.one_of(st.just(0), st.integers(0, 2**32 - 1))
-
-
-def _copy(x):
-    return x.copy() if isinstance(x, np.ndarray) else x
-
-
-def compare_step(impl, kind, r, v, g, s, params, segment_id=0):
-    """Run the reference and the implementation on copies; compare packet, state, error and inputs.
-
-    ``kind`` is "vgc" or "strom" (then ``s`` is ignored). Returns the reference's packet
-    (None when it raised).
-    """
-    want_state = ref.SegmentState(segment_id, r.copy(), v.copy())
-    got_state = ref.SegmentState(segment_id, r.copy(), v.copy())
-    g_in, s_in = _copy(g), _copy(s)
-    if kind == "vgc":
-        want, want_err = call(ref.vgc_step, want_state, _copy(g), _copy(s), params)
-        got, got_err = call(impl.vgc_step, got_state, g_in, s_in, params)
-    else:
-        want, want_err = call(ref.strom_step, want_state, _copy(g), params)
-        got, got_err = call(impl.strom_step, got_state, g_in, params)
-    assert_same_outcome(f"{kind}_step", got_err, want_err)
-    if want_err is None:
-        assert_packet_equal(f"{kind}_step packet", got, want)
-    what = "state after the step" if want_err is None else "state after a rejected step (must be unchanged)"
-    assert_state_equal(what, got_state, want_state)
-    for name, before, after in (("g", g, g_in), ("s", s, s_in)):
-        if isinstance(before, np.ndarray) and before.dtype == np.float32:
-            assert_bits_equal(f"input {name} (must not be modified)", after, before)
-    return want
 
 
 def vgc_params(**kw):
