@@ -51,6 +51,22 @@ def tensor_as_numpy(t: torch.Tensor):
     return flat.numpy()
 
 
+def pad_message(message: bytes, longest: int, device=None) -> torch.Tensor:
+    """Step 6's payload: the message's bytes in a uint8 tensor of ``longest`` bytes, zero-padded."""
+    payload = torch.zeros(longest, dtype=torch.uint8)
+    if message:
+        payload[: len(message)] = torch.frombuffer(bytearray(message), dtype=torch.uint8)
+    return payload if device is None else payload.to(device)
+
+
+def aggregate_gathered(gathered, lengths, sizes, out, backend: Backend) -> list:
+    """Step 7: the first ``lengths[w]`` bytes of each gathered payload (rank order w = 0 ..
+    P-1) decoded and averaged by ``backend.decode_accumulate`` into ``out`` (float32 arrays,
+    one per segment; on CPU, views of the result tensor)."""
+    messages = [bytes(t[:n].cpu().numpy()) for t, n in zip(gathered, lengths)]
+    return backend.decode_accumulate(messages, sizes, out=out)
+
+
 class _ParamState:
     """One parameter's residual state: one SegmentState per piece of at most 2^27 elements."""
 
@@ -207,29 +223,23 @@ class VGCHookState:
         failed = [w for w, n in enumerate(lengths) if n < 0]
         if failed:
             raise RuntimeError(f"vgc_ref.torch: the VGC step raised on rank(s) {failed}; see their errors")
-        longest = max(lengths)
-        payload = torch.zeros(longest, dtype=torch.uint8)
-        if message:
-            payload[: len(message)] = torch.frombuffer(bytearray(message), dtype=torch.uint8)
-        payload = payload.to(buf.device)
-        gathered = [torch.empty(longest, dtype=torch.uint8, device=buf.device) for _ in range(world)]
+        payload = pad_message(message, max(lengths), buf.device)
+        gathered = [torch.empty_like(payload) for _ in range(world)]
         work = dist.all_gather(gathered, payload, group=group, async_op=True)
         offsets = [(g.data_ptr() - buf.data_ptr()) // buf.element_size() for g in grads]
-        bounds = [self.params[p].bounds for p in params]
-
+        pieces = [
+            (off + start, off + stop)
+            for p, off in zip(params, offsets)
+            for start, stop in self.params[p].bounds
+        ]
         entry = self.record[-1] if self.record is not None else None
 
         def aggregate(fut) -> torch.Tensor:
             fut.wait()
-            messages = [bytes(t[:n].cpu().numpy()) for t, n in zip(gathered, lengths)]
             result = torch.zeros(buf.numel(), dtype=torch.float32)  # +0.0 where no parameter lies
             flat = result.numpy()
-            out = [
-                flat[off + start : off + stop]
-                for off, pieces in zip(offsets, bounds)
-                for start, stop in pieces
-            ]
-            self.backend.decode_accumulate(messages, sizes, out=out)
+            out = [flat[start:stop] for start, stop in pieces]
+            aggregate_gathered(gathered, lengths, sizes, out, self.backend)
             if entry is not None:
                 entry["g_hat"] = [o.copy() for o in out]
             return result.to(buf.device).reshape(buf.shape)

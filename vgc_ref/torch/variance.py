@@ -126,6 +126,29 @@ def linear_var(
     return d2.T @ x2, d2.sum(dim=0)
 
 
+def linear_grad_var(
+    x: torch.Tensor, delta: torch.Tensor, products: str = "blas"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """g and s of an nn.Linear's weight and bias from x and D, in torch's [out, in] layout.
+
+    The twin of :func:`vgc_ref.variance.dense_grad_var` (whose weight is [in, out]): with
+    ``products="ordered"`` on CPU float32 every result equals it (transposed) bit for bit.
+    In training, autograd computes g; this is for checking (the conformance adapter).
+
+    Returns
+    -------
+    g_W, s_W : float32[out, in]
+    g_b, s_b : float32[out]
+    """
+    s_w, s_b = linear_var(x, delta, products)
+    if products == "ordered":
+        return _ordered_sum_of_outer(delta, x), s_w, _ordered_column_sums(delta), s_b
+    if x.ndim > 2:
+        xs, ds = x.reshape(-1, x.shape[-1]), delta.reshape(-1, delta.shape[-1])
+        return ds.T @ xs, s_w, ds.sum(dim=0), s_b
+    return delta.T @ x, s_w, delta.sum(dim=0), s_b
+
+
 def _patches(module: nn.Conv1d | nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """im2col of ``x`` for ``module``: float32[B, in*k, L] in the weight's flattening order."""
     if module.groups != 1:
