@@ -12,7 +12,7 @@ TORCH  ?= torch==2.13.0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[mpi,test,digits,plot]'
+	$(PY) -m pip install -q -e '.[mpi,test,digits,plot,mnist1d]'
 	$(if $(TORCH),$(PY) -m pip install -q '$(TORCH)')
 	touch $@
 

@@ -23,7 +23,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mpi_demo.config import METHODS, PRODUCTS, RESIDUALS, ConfigError, TrainConfig, validate
+from mpi_demo.config import (
+    CONV_VARIANCES,
+    METHODS,
+    MODELS,
+    PRODUCTS,
+    RESIDUALS,
+    ConfigError,
+    TrainConfig,
+    validate,
+)
 from mpi_demo.data import DATASETS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -59,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--test-fraction", type=float, default=d.test_fraction)
     g = t.add_argument_group("model and optimizer")
     g.add_argument("--hidden", type=_hidden, default=d.hidden, help="hidden layer widths, e.g. 128,64")
+    g.add_argument("--model", choices=MODELS, default=d.model, help="cnn: needs --dataset mnist1d")
+    g.add_argument("--channels", type=_hidden, default=d.channels, help="cnn: the 3 convolutions' channels")
+    g.add_argument(
+        "--variance", choices=CONV_VARIANCES, default=d.variance, help="cnn: convolution variance form"
+    )
+    g.add_argument(
+        "--validation", type=int, default=d.validation, metavar="N", help="hold out N training samples"
+    )
     g.add_argument("--epochs", type=int, default=d.epochs)
     g.add_argument("--steps", type=int, default=d.steps, help="stop after this many steps")
     g.add_argument("--batch", type=int, default=d.batch, help="global mini-batch, split over the ranks")
@@ -157,6 +174,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         classes=args.classes,
         test_fraction=args.test_fraction,
         hidden=tuple(args.hidden),
+        model=args.model,
+        channels=tuple(args.channels),
+        variance=args.variance,
+        validation=args.validation,
         epochs=args.epochs,
         steps=args.steps,
         batch=args.batch,

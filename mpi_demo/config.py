@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mpi_demo.data import DATASETS, DIGITS_SAMPLES
+from mpi_demo.data import DATASETS, n_samples
 
 METHODS = ("none", "vgc", "strom", "hybrid", "topk")
 RESIDUALS = ("feedback", "reset")
@@ -43,6 +43,11 @@ ARITHMETIC_FIELDS = (
     "checksum_every",
     "products",
 )
+#: Arithmetic fields added with the CNN: written into the trace header and checkpoint only
+#: when they differ from their defaults, so that earlier traces and checkpoints stay valid.
+EXTRA_ARITHMETIC_FIELDS = ("model", "channels", "variance", "validation")
+MODELS = ("mlp", "cnn")
+CONV_VARIANCES = ("exact", "approx")
 
 
 class ConfigError(ValueError):
@@ -66,6 +71,10 @@ class TrainConfig:
     test_fraction: float = 0.2
     # model and optimizer
     hidden: tuple[int, ...] = (128, 64)
+    model: str = "mlp"  # "cnn": mpi_demo/cnn.py (MNIST-1D's 1-D signals)
+    channels: tuple[int, ...] = (32, 32, 32)  # the CNN's three convolutions
+    variance: str = "exact"  # the CNN's convolution variance: "exact" or "approx"
+    validation: int = 0  # training samples held out as a validation split (its tail)
     epochs: int = 8
     steps: int | None = None  # stop after this many steps (None: epochs * steps per epoch)
     batch: int = 64  # global mini-batch, split over the ranks
@@ -104,6 +113,10 @@ class TrainConfig:
         d = asdict(self)
         out = {k: d[k] for k in ARITHMETIC_FIELDS}
         out["hidden"] = list(self.hidden)
+        defaults = TrainConfig()
+        for k in EXTRA_ARITHMETIC_FIELDS:
+            if getattr(self, k) != getattr(defaults, k):
+                out[k] = list(d[k]) if isinstance(d[k], tuple) else d[k]
         for k in ("test_fraction", "lr", "momentum", "weight_decay", "alpha", "zeta", "tau", "fraction"):
             out[k] = float(out[k])
         return out
@@ -145,6 +158,7 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("--hidden", config.hidden, "needs at least one hidden layer")
     for width in config.hidden:
         _positive_int("--hidden", width)
+    _validate_model(config)
     _positive_int("--epochs", config.epochs)
     if config.steps is not None:
         _positive_int("--steps", config.steps)
@@ -186,8 +200,9 @@ def validate(config: TrainConfig) -> None:
     _check_backend(config.backend)
     if config.products not in PRODUCTS:
         raise ConfigError("--products", config.products, f"must be one of {', '.join(PRODUCTS)}")
-    samples = config.samples if config.dataset == "synthetic" else DIGITS_SAMPLES
-    n_train = samples - round(config.test_fraction * samples)
+    samples = n_samples(config.dataset, config.samples)
+    test_fraction = 0.2 if config.dataset == "mnist1d" else config.test_fraction
+    n_train = samples - round(test_fraction * samples) - config.validation
     if n_train < config.batch:
         raise ConfigError(
             "--batch", config.batch, f"exceeds the {n_train} training samples of {config.dataset}"
@@ -195,6 +210,21 @@ def validate(config: TrainConfig) -> None:
     if config.ranks is not None:
         _positive_int("--simulate-ranks", config.ranks)
         check_ranks(config, config.ranks)
+
+
+def _validate_model(config: TrainConfig) -> None:
+    """--model, --channels, --variance, --validation."""
+    if config.model not in MODELS:
+        raise ConfigError("--model", config.model, f"must be one of {', '.join(MODELS)}")
+    if config.model == "cnn" and config.dataset != "mnist1d":
+        raise ConfigError("--model", config.model, "needs --dataset mnist1d (1-D signals)")
+    if len(config.channels) != 3:
+        raise ConfigError("--channels", config.channels, "must name 3 channel counts")
+    for c in config.channels:
+        _positive_int("--channels", c)
+    if config.variance not in CONV_VARIANCES:
+        raise ConfigError("--variance", config.variance, f"must be one of {', '.join(CONV_VARIANCES)}")
+    _positive_int("--validation", config.validation, 0)
 
 
 def check_ranks(config: TrainConfig, ranks: int) -> None:

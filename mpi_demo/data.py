@@ -40,7 +40,7 @@ ORDER_STREAM = 2
 #: Second tags of the data streams, key(seed, DATA_STREAM, tag).
 CENTRES, CLUSTERS, LATENT, MAP, NOISE, FLIP, FLIP_LABEL, SPLIT = range(8)
 
-DATASETS = ("synthetic", "digits")
+DATASETS = ("synthetic", "digits", "mnist1d")
 #: Size of scikit-learn's digits data set.
 DIGITS_SAMPLES = 1797
 
@@ -165,11 +165,38 @@ def load_dataset(
     elif name == "digits":
         x, y = _digits()
         classes = 10
+    elif name == "mnist1d":
+        # The package's own split and scaling (mpi_demo/mnist1d.py); no shuffle, no
+        # per-feature standardisation: a convolution sees the signal as generated.
+        from mpi_demo import mnist1d
+
+        x, y, x_test, y_test = mnist1d.load()
+        return Dataset(name, x.astype(np.float32), y, x_test.astype(np.float32), y_test, mnist1d.CLASSES)
     else:
         raise ValueError(f"dataset {name!r}: must be one of {DATASETS}")
     n_test = round(test_fraction * x.shape[0])
     x_train, y_train, x_test, y_test = split_standardise(x, y, n_test, seed)
     return Dataset(name, x_train, y_train, x_test, y_test, classes)
+
+
+def hold_out(data: Dataset, n_validation: int) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """Carve a validation split from the training data: its last ``n_validation`` samples.
+
+    The training split is already in a random order (the seeded shuffle of synthetic and
+    digits, the package's shuffle of mnist1d), so its tail is a random sample; it does not
+    depend on the run's seed for mnist1d and digits. Returns the data set with the
+    shortened training split, and the validation inputs and labels.
+    """
+    n = data.x_train.shape[0] - n_validation
+    shortened = Dataset(
+        data.name, data.x_train[:n], data.y_train[:n], data.x_test, data.y_test, data.n_classes
+    )
+    return shortened, data.x_train[n:], data.y_train[n:]
+
+
+def n_samples(name: str, synthetic_samples: int) -> int:
+    """Train plus test samples of a data set (before any validation split)."""
+    return {"digits": DIGITS_SAMPLES, "mnist1d": 5000}.get(name, synthetic_samples)
 
 
 def epoch_order(seed: int, epoch: int, n_train: int) -> np.ndarray:

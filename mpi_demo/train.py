@@ -33,10 +33,11 @@ import numpy as np
 
 from mpi_demo import checkpoint as ckpt_mod
 from mpi_demo import inputs as inputs_mod
-from mpi_demo import model, trace
+from mpi_demo import model, network, trace
 from mpi_demo.comm import SimulatedComm
 from mpi_demo.config import TrainConfig, check_ranks, validate
-from mpi_demo.data import Dataset, epoch_order, load_dataset, shard_bounds
+from mpi_demo.data import Dataset, epoch_order, hold_out, load_dataset, shard_bounds
+from mpi_demo.network import Network
 from vgc_ref import Compressor
 from vgc_ref.backends import get_backend
 
@@ -77,6 +78,7 @@ class TrainResult:
     wall_seconds: float
     time_per_step: dict[str, float]  # seconds, per phase (PHASES), of one worker-step
     history: list[dict[str, Any]] = field(default_factory=list)
+    validation_accuracy: float | None = None  # with --validation N: on the held-out split
     params: list[np.ndarray] = field(default_factory=list)
 
 
@@ -112,7 +114,7 @@ class Worker:
 def local_step(
     worker: Worker,
     params: list[np.ndarray],
-    sizes: tuple[int, ...],
+    net: Network,
     x: np.ndarray,
     y: np.ndarray,
     timers: dict[str, float],
@@ -127,12 +129,9 @@ def local_step(
     it (``--dump-inputs``).
     """
     t0 = time.perf_counter()
-    xs, logits = model.forward(params, sizes, x, ops)
-    loss, probs = model.softmax_xent(logits, y, ops)
-    deltas = model.backward(params, sizes, xs, probs, y, ops)
-    grads = model.weight_grads(xs, deltas, ops)
+    loss, logits, grads, saved = net.gradients(params, x, y, ops)
     t1 = time.perf_counter()
-    variances = model.variance_terms(xs, deltas, ops) if worker.compressor.uses_variance else None
+    variances = net.variance_terms(saved, ops) if worker.compressor.uses_variance else None
     t2 = time.perf_counter()
     message = worker.compressor.message(grads, variances)
     t3 = time.perf_counter()
@@ -145,11 +144,10 @@ def local_step(
     return message, model.loss_sum(loss), correct
 
 
-def accuracy(
-    params: list[np.ndarray], sizes: tuple[int, ...], x: np.ndarray, y: np.ndarray, ops=None
-) -> float:
+def accuracy(params: list[np.ndarray], net: Network, x: np.ndarray, y: np.ndarray, ops=None) -> float:
     """Fraction of rows of x classified as y (step 3's forward pass), correct / count in float64."""
-    return int((model.predict(params, sizes, x, ops) == y).sum()) / x.shape[0]
+    ops = ops if ops is not None else model.products()
+    return int((net.predict(params, x, ops) == y).sum()) / x.shape[0]
 
 
 def param_digest(params: list[np.ndarray]) -> str:
@@ -232,14 +230,17 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
     data = load_dataset(
         config.dataset, config.seed, config.samples, config.features, config.classes, config.test_fraction
     )
-    sizes = config.layer_sizes(data.n_features, data.n_classes)
-    layout = model.segment_layout(sizes)
-    seg_sizes = model.segment_sizes(sizes)
-    decay = model.is_weight(sizes)
+    x_val = y_val = None
+    if config.validation:
+        data, x_val, y_val = hold_out(data, config.validation)
+    net = network.build(config, data.n_features, data.n_classes)
+    layout = list(net.layout)
+    seg_sizes = net.seg_sizes
+    decay = net.decay
     n_params = sum(seg_sizes)
     dense_bytes = 4 * n_params
 
-    params = model.init_params(sizes, config.seed)
+    params = net.init_params(config.seed)
     momentum = [np.zeros_like(p) for p in params]
     shards = shard_bounds(config.batch, comm.size)
     workers = [
@@ -308,8 +309,7 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
         label = _method_label(config)
         say(
             f"training {label} on {data.name} ({n_train} train / {data.x_test.shape[0]} test samples, "
-            f"{data.n_classes} classes), MLP {'-'.join(map(str, sizes))} ({n_params} parameters, "
-            f"{len(seg_sizes)} segments), {comm.size} ranks x {config.batch // comm.size}"
+            f"{data.n_classes} classes), {net.describe()}, {comm.size} ranks x {config.batch // comm.size}"
             f"{'+' if config.batch % comm.size else ''} samples, {total} steps, "
             f"backend {config.backend}, products {config.products}"
         )
@@ -336,7 +336,7 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
                     raise InjectedFaultError(f"injected fault at step {t} (--fail-at-step)")
                 idx = batch[wk.shard[0] : wk.shard[1]]
                 local.append(
-                    local_step(wk, params, sizes, data.x_train[idx], data.y_train[idx], timers, ops, kept)
+                    local_step(wk, params, net, data.x_train[idx], data.y_train[idx], timers, ops, kept)
                 )
             except Exception as err:
                 raise RankFailureError(wk.rank, err) from err
@@ -383,7 +383,7 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
         end_of_epoch = i == steps_per_epoch - 1 or t == total - 1
         per_step = _per_step(timers, t - start, total - start, len(workers))
         if root and end_of_epoch:
-            test_acc = accuracy(params, sizes, data.x_test, data.y_test, ops)
+            test_acc = accuracy(params, net, data.x_test, data.y_test, ops)
             train_acc = counters.epoch_correct / counters.epoch_seen
             history.append(
                 {
@@ -427,7 +427,8 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
         method=config.method,
         ranks=comm.size,
         steps=total,
-        test_accuracy=accuracy(params, sizes, data.x_test, data.y_test, ops) if root else None,
+        test_accuracy=accuracy(params, net, data.x_test, data.y_test, ops) if root else None,
+        validation_accuracy=accuracy(params, net, x_val, y_val, ops) if root and x_val is not None else None,
         train_accuracy=history[-1]["train_accuracy"] if history else None,
         final_loss=counters.last_loss,
         compression_ratio=counters.dense_bytes / counters.message_bytes

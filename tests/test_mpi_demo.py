@@ -70,14 +70,20 @@ def run_demo(args: list[str], timeout: int = MPI_TIMEOUT) -> subprocess.Complete
 # --------------------------------------------------------------------------------------
 
 
-def _mean_loss(params, sizes, x, y) -> float:
-    _, logits = model.forward(params, sizes, x)
-    loss, _ = model.softmax_xent(logits, y)
+def _mean_loss(params, sizes, x, y, ops) -> float:
+    _, logits = model.forward(params, sizes, x, ops)
+    loss, _ = model.softmax_xent(logits, y, ops)
     return float(loss.mean())
 
 
 def test_backward_matches_finite_differences():
-    """g of every segment equals the central difference of the mean loss (float64, 3 layers)."""
+    """g of every segment equals the central difference of the mean loss (float64, 3 layers).
+
+    In float64 through the dtype-generic ``--products blas`` namespace (the ordered
+    primitives are float32 only); ``tests/test_demo_portable.py`` checks the ordered float32
+    gradients against this float64 computation.
+    """
+    ops = model.products("blas")
     rng = np.random.default_rng(1)
     sizes = (5, 7, 6, 4)
     params = [p.astype(np.float64) for p in model.init_params(sizes, 3)]
@@ -85,22 +91,19 @@ def test_backward_matches_finite_differences():
         p[...] = rng.normal(0, 0.1, p.shape)  # nonzero biases
     x = rng.normal(size=(9, 5))
     y = rng.integers(0, 4, 9)
-    xs, logits = model.forward(params, sizes, x)
-    _, probs = model.softmax_xent(logits, y)
-    deltas = model.backward(params, sizes, xs, probs, y)
-    # dense_grad's formulas (x^T D, sum_z D) in float64: vgc_ref's own function takes
-    # float32 only, and finite differences need float64. model.weight_grads is checked
-    # against dense_grad_var bit for bit in the next test.
-    grads = [g for x_l, d in zip(xs, deltas) for g in ((x_l.T @ d).ravel(), d.sum(axis=0))]
+    xs, logits = model.forward(params, sizes, x, ops)
+    _, probs = model.softmax_xent(logits, y, ops)
+    deltas = model.backward(params, sizes, xs, probs, y, ops)
+    grads = model.weight_grads(xs, deltas, ops)
     eps = 1e-6
     for j, (p, g) in enumerate(zip(params, grads)):
         numeric = np.empty_like(p)
         for i in range(p.size):
             old = p[i]
             p[i] = old + eps
-            up = _mean_loss(params, sizes, x, y)
+            up = _mean_loss(params, sizes, x, y, ops)
             p[i] = old - eps
-            down = _mean_loss(params, sizes, x, y)
+            down = _mean_loss(params, sizes, x, y, ops)
             p[i] = old
             numeric[i] = (up - down) / (2 * eps)
         np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-8, err_msg=f"segment {j}")

@@ -149,3 +149,283 @@ def per_sample_dense_grad_var(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndar
     g_b = grads_b.sum(axis=0) / batch
     s_b = (grads_b * grads_b).sum(axis=0) / batch**2
     return tuple(a.astype(np.float32) for a in (g_w, s_w, g_b, s_b))
+
+
+# --------------------------------------------------------------------------------------
+# Convolution layers (docs/algorithm.md section 3.2)
+# --------------------------------------------------------------------------------------
+#
+# A convolution is a dense layer applied at every output position p of every sample b:
+# with the im2col patches X[b, p, :] (the inputs the filter sees at p), y[b, p, :] =
+# X[b, p, :] W + bias, W: float32[K, out] with K = in_channels * kernel size. The
+# per-sample gradient of W is B * X_b^T D_b (a sum over the P positions), so
+#
+#     g_W = sum_b X_b^T D_b                 (one product over all B*P rows)
+#     s_W = sum_b (X_b^T D_b)^2             exact: B products, squared, summed over b
+#     s~_W = (X o X)^T (D o D)              approx: every position taken as a sample
+#
+# and for the bias (its patch is 1): g_b = sum_{b,p} D, s_b = sum_b (sum_p D_bp)^2,
+# s~_b = sum_{b,p} D_bp^2. For every element 0 <= s <= P * s~ (Cauchy-Schwarz over the P
+# positions) and s = s~ when P = 1.
+
+CONV_VARIANCE_FORMS = ("exact", "approx")
+
+
+def _check_conv_pair(patches: np.ndarray, delta: np.ndarray) -> None:
+    for name, a in (("patches", patches), ("delta", delta)):
+        if not isinstance(a, np.ndarray):
+            raise InputError(name, type(a).__name__, "must be a numpy.ndarray")
+        if a.dtype != np.float32:
+            raise InputError(name, f"dtype {a.dtype}", "must have dtype float32")
+        if a.ndim != 3:
+            raise InputError(name, f"shape {a.shape}", "must be 3-D (batch, positions, features)")
+    if patches.shape[:2] != delta.shape[:2]:
+        raise InputError(
+            "delta", f"shape {delta.shape}", f"must match patches' batch and positions {patches.shape[:2]}"
+        )
+    if patches.shape[0] == 0 or patches.shape[1] == 0:
+        raise InputError("patches", f"shape {patches.shape}", "needs at least one sample and one position")
+
+
+def _check_geometry(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InputError(name, value, f"must be an integer >= {minimum}")
+
+
+def conv_out_length(length: int, kernel: int, stride: int, padding: int) -> int:
+    """Output positions of a convolution: ``(length + 2 padding - kernel) // stride + 1``."""
+    return (length + 2 * padding - kernel) // stride + 1
+
+
+def im2col1d(x: np.ndarray, kernel: int, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """Patches of a 1-D convolution, channels last.
+
+    ``patches[b, p, k*C + c] = xpad[b, p*stride + k, c]`` with ``xpad`` the input padded
+    with ``padding`` zeros on both ends. Copies only: exact.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        float32[B, L, C].
+    kernel, stride, padding : int
+        Kernel size (>= 1), stride (>= 1) and zero padding on each side (>= 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32[B, P, kernel*C] with P = (L + 2 padding - kernel) // stride + 1.
+    """
+    check_array_3d("x", x)
+    _check_geometry("kernel", kernel, 1)
+    _check_geometry("stride", stride, 1)
+    _check_geometry("padding", padding, 0)
+    batch, length, channels = x.shape
+    positions = conv_out_length(length, kernel, stride, padding)
+    if positions < 1:
+        raise InputError("kernel", kernel, f"is longer than the padded input ({length + 2 * padding})")
+    xpad = np.zeros((batch, length + 2 * padding, channels), np.float32)
+    xpad[:, padding : padding + length] = x
+    out = np.empty((batch, positions, kernel, channels), np.float32)
+    for k in range(kernel):
+        out[:, :, k] = xpad[:, k : k + stride * (positions - 1) + 1 : stride]
+    return out.reshape(batch, positions, kernel * channels)
+
+
+def col2im1d(grad_patches: np.ndarray, length: int, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """The adjoint of :func:`im2col1d`: dL/dx from dL/dpatches, in a fixed order.
+
+    Every input element starts at +0.0 and adds the patch entries that copied it in
+    increasing k, each addition rounded to float32::
+
+        dx[b, i, c] = ((+0.0 + G[b, p0, k0*C + c]) + G[b, p1, k1*C + c]) + ...
+                      over the (p, k) with p*stride + k - padding = i, k increasing
+
+    Parameters
+    ----------
+    grad_patches : numpy.ndarray
+        float32[B, P, kernel*C].
+    length : int
+        L, the input length.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32[B, L, C].
+    """
+    batch, positions, width = grad_patches.shape
+    channels = width // kernel
+    g = grad_patches.reshape(batch, positions, kernel, channels)
+    dpad = np.zeros((batch, length + 2 * padding, channels), g.dtype)
+    for k in range(kernel):  # for one k, distinct p write distinct rows: no collisions
+        view = dpad[:, k : k + stride * (positions - 1) + 1 : stride]
+        view += g[:, :, k]
+    return dpad[:, padding : padding + length]
+
+
+def im2col2d(x: np.ndarray, kernel: tuple[int, int], stride: int = 1, padding: int = 0) -> np.ndarray:
+    """Patches of a 2-D convolution, channels last.
+
+    ``patches[b, p*W' + q, (u*kw + v)*C + c] = xpad[b, p*stride + u, q*stride + v, c]``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        float32[B, H, W, C].
+    kernel : (int, int)
+        (kh, kw).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32[B, H'*W', kh*kw*C].
+    """
+    check_array_3d("x", x, ndim=4)
+    kh, kw = kernel
+    for name, v, lo in (("kernel", kh, 1), ("kernel", kw, 1), ("stride", stride, 1), ("padding", padding, 0)):
+        _check_geometry(name, v, lo)
+    batch, height, width, channels = x.shape
+    oh = conv_out_length(height, kh, stride, padding)
+    ow = conv_out_length(width, kw, stride, padding)
+    if oh < 1 or ow < 1:
+        raise InputError("kernel", kernel, f"is larger than the padded input {(height, width)}")
+    xpad = np.zeros((batch, height + 2 * padding, width + 2 * padding, channels), np.float32)
+    xpad[:, padding : padding + height, padding : padding + width] = x
+    out = np.empty((batch, oh, ow, kh, kw, channels), np.float32)
+    for u in range(kh):
+        for v in range(kw):
+            out[:, :, :, u, v] = xpad[
+                :, u : u + stride * (oh - 1) + 1 : stride, v : v + stride * (ow - 1) + 1 : stride
+            ]
+    return out.reshape(batch, oh * ow, kh * kw * channels)
+
+
+def check_array_3d(name: str, a: object, ndim: int = 3) -> None:
+    if not isinstance(a, np.ndarray):
+        raise InputError(name, type(a).__name__, "must be a numpy.ndarray")
+    if a.dtype != np.float32:
+        raise InputError(name, f"dtype {a.dtype}", "must have dtype float32")
+    if a.ndim != ndim:
+        raise InputError(name, f"shape {a.shape}", f"must be {ndim}-D (channels last)")
+
+
+def conv_grad(patches: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient of a convolution's W and bias from its patches and D = dL/dy.
+
+    The B*P rows (b major, then p) are one dense layer's batch::
+
+        g_W = matmul_tn(X.reshape(B*P, K), D.reshape(B*P, out))
+        g_b = column_sums(D.reshape(B*P, out))
+
+    Parameters
+    ----------
+    patches : numpy.ndarray
+        float32[B, P, K] (:func:`im2col1d`, :func:`im2col2d`).
+    delta : numpy.ndarray
+        float32[B, P, out], D of the mean loss (carries 1/B).
+
+    Returns
+    -------
+    g_W : float32[K, out]
+    g_b : float32[out]
+    """
+    _check_conv_pair(patches, delta)
+    b, p, k = patches.shape
+    d = delta.reshape(b * p, -1)
+    return matmul_tn(patches.reshape(b * p, k), d), column_sums(d)
+
+
+def conv_var(patches: np.ndarray, delta: np.ndarray, form: str = "exact") -> tuple[np.ndarray, np.ndarray]:
+    """Variance term of a convolution's W and bias, ``form`` "exact" or "approx".
+
+    exact (the per-sample definition, s = (1/B^2) sum_b grad_b^2), in this order::
+
+        G_b   = matmul_tn(X_b, D_b)                       b = 0..B-1, over p in order
+        s_W   = ((+0.0 + G_0*G_0) + G_1*G_1) + ...        squares rounded, b in order
+        e_b   = column_sums(D_b);  s_b = ((+0.0 + e_0*e_0) + e_1*e_1) + ...
+
+    approx (every output position taken as a sample; one extra product)::
+
+        s_W = matmul_tn((X*X).reshape(B*P, K), (D*D).reshape(B*P, out))
+        s_b = column_sums((D*D).reshape(B*P, out))
+
+    For every element, exact <= P * approx in real arithmetic (Cauchy-Schwarz over the P
+    positions) and exact = approx when P = 1 (docs/algorithm.md section 3.2).
+
+    Returns
+    -------
+    s_W : float32[K, out]
+    s_b : float32[out]
+    """
+    _check_conv_pair(patches, delta)
+    if form not in CONV_VARIANCE_FORMS:
+        raise InputError("form", form, f"must be one of {', '.join(CONV_VARIANCE_FORMS)}")
+    b, p, k = patches.shape
+    if form == "approx":
+        d2 = (delta * delta).reshape(b * p, -1)
+        x2 = (patches * patches).reshape(b * p, k)
+        return matmul_tn(x2, d2), column_sums(d2)
+    s_w = np.zeros((k, delta.shape[2]), np.float32)
+    s_b = np.zeros(delta.shape[2], np.float32)
+    for i in range(b):
+        g = matmul_tn(patches[i], delta[i])
+        s_w += g * g
+        e = column_sums(delta[i])
+        s_b += e * e
+    return s_w, s_b
+
+
+def conv_grad_var(
+    patches: np.ndarray, delta: np.ndarray, form: str = "exact"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """g_W, s_W, g_b, s_b of a convolution: :func:`conv_grad` and :func:`conv_var` together."""
+    g_w, g_b = conv_grad(patches, delta)
+    s_w, s_b = conv_var(patches, delta, form)
+    return g_w, s_w, g_b, s_b
+
+
+def conv1d_grad_var(
+    x: np.ndarray, delta: np.ndarray, kernel: int, stride: int = 1, padding: int = 0, form: str = "exact"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """g_W, s_W, g_b, s_b of a 1-D convolution from its input x: float32[B, L, C] and
+    D: float32[B, P, out]; W is float32[kernel*C, out] (:func:`im2col1d`'s column order)."""
+    return conv_grad_var(im2col1d(x, kernel, stride, padding), delta, form)
+
+
+def conv2d_grad_var(
+    x: np.ndarray,
+    delta: np.ndarray,
+    kernel: tuple[int, int],
+    stride: int = 1,
+    padding: int = 0,
+    form: str = "exact",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """g_W, s_W, g_b, s_b of a 2-D convolution from x: float32[B, H, W, C] and
+    D: float32[B, H'*W', out] (row-major positions); W is float32[kh*kw*C, out]."""
+    return conv_grad_var(im2col2d(x, kernel, stride, padding), delta, form)
+
+
+def per_sample_conv_grad_var(
+    patches: np.ndarray, delta: np.ndarray, form: str = "exact"
+) -> tuple[np.ndarray, ...]:
+    """g_W, s_W, g_b, s_b from explicit per-sample gradients in float64 (slow; for checking).
+
+    exact: grad_b = B * X_b^T D_b, averaged and squared-averaged over the B samples.
+    approx: every (b, p) taken as a sample of its own, grad_bp = B * outer(X_bp, D_bp),
+    s~ = (1/B^2) sum_{b,p} grad_bp^2. Float64 throughout, rounded to float32 at the end.
+    """
+    _check_conv_pair(patches, delta)
+    batch = patches.shape[0]
+    x64 = patches.astype(np.float64)
+    d64 = delta.astype(np.float64) * batch
+    if form == "exact":
+        grads_w = np.einsum("bpi,bpj->bij", x64, d64)  # float64[B, K, out]
+        grads_b = d64.sum(axis=1)
+    else:
+        grads_w = x64[:, :, :, None] * d64[:, :, None, :]  # float64[B, P, K, out]
+        grads_b = d64
+    axes = tuple(range(grads_w.ndim - 2))
+    g_w = grads_w.sum(axis=axes) / batch
+    s_w = (grads_w * grads_w).sum(axis=axes) / batch**2
+    g_b = grads_b.sum(axis=tuple(range(grads_b.ndim - 1))) / batch
+    s_b = (grads_b * grads_b).sum(axis=tuple(range(grads_b.ndim - 1))) / batch**2
+    return tuple(a.astype(np.float32) for a in (g_w, s_w, g_b, s_b))

@@ -1,0 +1,164 @@
+"""``python -m mpi_demo sweep``: the command line of the study (docs/results.md).
+
+Trains by default. ``--reuse`` takes runs from the cache whose key (configuration and
+code hash) matches; every trained run is appended to the cache either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mpi_demo.study import cache, plan, protocol, report, runner
+
+FULL_OUT = "docs/results"
+FULL_MARKDOWN = "docs/results.md"
+QUICK_OUT = "sweep-quick"
+DEFAULT_CACHE = ".sweep-cache/runs.jsonl"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--quick", action="store_true", help="a tiny study (few steps, small grids), about a minute"
+    )
+    p.add_argument("--out", default=None, help=f"output folder (default {FULL_OUT}; --quick: {QUICK_OUT})")
+    p.add_argument(
+        "--markdown",
+        default=None,
+        help=f"update the generated block of this file (default {FULL_MARKDOWN}; --quick: none)",
+    )
+    p.add_argument("--studies", default=None, help="comma-separated subset of the studies (default: all)")
+    p.add_argument("--jobs", type=int, default=2, help="training processes at a time (default 2)")
+    p.add_argument("--reuse", action="store_true", help="take runs with the same key from the cache")
+    p.add_argument(
+        "--cache", default=None, help=f"cache file (default {DEFAULT_CACHE}; --quick: OUT/cache.jsonl)"
+    )
+
+
+def run_cli(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    studies = plan.QUICK if args.quick else plan.FULL
+    if args.studies:
+        wanted = args.studies.split(",")
+        unknown = [w for w in wanted if w not in {s.name for s in studies}]
+        if unknown:
+            names = ", ".join(s.name for s in studies)
+            print(f"mpi_demo sweep: error: --studies {unknown[0]!r}: must be among {names}", file=sys.stderr)
+            return 2
+        studies = tuple(s for s in studies if s.name in wanted)
+    if args.jobs < 1:
+        print(f"mpi_demo sweep: error: --jobs {args.jobs}: must be >= 1", file=sys.stderr)
+        return 2
+    if any(s.dataset == "mnist1d" for s in studies):
+        from mpi_demo import mnist1d
+
+        try:
+            mnist1d.load()
+        except mnist1d.Mnist1dError as err:
+            print(f"mpi_demo sweep: error: {err}", file=sys.stderr)
+            return 2
+    out = Path(args.out or (QUICK_OUT if args.quick else FULL_OUT))
+    markdown = args.markdown if args.markdown is not None else (None if args.quick else FULL_MARKDOWN)
+    cache_path = Path(args.cache or (out / "cache.jsonl" if args.quick else DEFAULT_CACHE))
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python -m mpi_demo sweep " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "sweep"
+    )
+    command = command.rstrip()
+    code = cache.code_hash()
+    say = lambda s: print(s, flush=True)  # noqa: E731
+    n_tuning = sum(1 + sum(len(v) for v in s.grids.values()) for s in studies)
+    n_test = sum(len(plan.TEST_SEEDS) * (1 + len(s.grids)) for s in studies)
+    counter = [0, n_tuning + n_test]
+    say(
+        f"sweep: {len(studies)} studies, {n_tuning} tuning runs (+ grid extensions) and {n_test} test runs, "
+        f"{plan.RANKS} simulated ranks, {args.jobs} processes, code {code[:12]} -> {out}"
+    )
+    provenance = report.provenance()  # at the start: the code that trains
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+
+    def run_many(jobs):
+        before = counter[0]
+        counter[1] += 0
+        rows = runner.run_many(jobs, code, cache_path, args.reuse, args.jobs, say, counter)
+        if counter[0] - before != len(jobs):
+            counter[1] += counter[0] - before - len(jobs)
+        return rows
+
+    counter_tuning_planned = n_tuning
+    tuning_rows, choices = protocol.tune(studies, _extending(run_many, counter, counter_tuning_planned))
+    for st in studies:
+        for method, c in choices[st.name].items():
+            edge = "" if c["inside"] else "  (at the edge of its grid after extensions)"
+            say(
+                f"{st.name:<13} {method:<10} chosen {plan.PARAMETER[method][0]}={c['value']:g}  "
+                f"val {100 * c['validation_accuracy']:.1f}% "
+                f"(baseline {100 * c['baseline_validation_accuracy']:.1f}%)  "
+                f"ratio {c['validation_ratio']:.1f}x{edge}"
+            )
+    test_rows = protocol.test(studies, choices, run_many)
+    elapsed = time.perf_counter() - t0
+    summary = protocol.summarize(studies, choices, test_rows)
+    rows = tuning_rows + test_rows
+    meta = {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "code_hash": code,
+        "provenance": provenance,
+        "elapsed_s": elapsed,
+        "jobs": args.jobs,
+        "load": [load0[0], os.getloadavg()[0]],
+        "n_trained": sum(1 for r in rows if not r.get("cached")),
+        "n_cached": sum(1 for r in rows if r.get("cached")),
+        "studies": [plan.study_dict(s) for s in studies],
+        "tuning_seed": plan.TUNING_SEED,
+        "test_seeds": list(plan.TEST_SEEDS),
+        "tolerance": plan.TOLERANCE,
+        "baseline_validation": {
+            st.name: next(c["baseline_validation_accuracy"] for c in choices[st.name].values())
+            for st in studies
+        },
+    }
+    report.write_csv(summary, out / "results.csv")
+    report.write_json({**meta, "choices": choices, "summary": summary, "runs": rows}, out / "results.json")
+    if markdown:
+        report.update_markdown(Path(markdown), report.markdown_block(summary, meta))
+    for s in summary:
+        if s["method"] == "none":
+            acc, sd = 100 * s["mean_accuracy"], 100 * s["sd_accuracy"]
+            say(f"{s['study']:<13} none       test {acc:.1f}% +- {sd:.1f}")
+            continue
+        say(
+            f"{s['study']:<13} {s['method']:<10} {plan.PARAMETER[s['method']][0]}={s['value']:g}  "
+            f"test {100 * s['mean_accuracy']:.1f}%  ratio {s['compression_ratio']:.1f}x  "
+            f"diff {100 * s['mean_diff']:+.1f} [{100 * s['ci_low']:+.1f}, {100 * s['ci_high']:+.1f}]  "
+            f"worst {100 * s['min_diff']:+.1f}  mean rule {'yes' if s['mean_rule'] else 'no'}  "
+            f"every seed {'yes' if s['seed_rule'] else 'no'}"
+        )
+    say(f"wrote {out / 'results.csv'}, {out / 'results.json'}" + (f", {markdown}" if markdown else ""))
+    say(f"sweep: {elapsed / 60:.1f} min")
+    return 0
+
+
+def _extending(run_many, counter, planned):
+    """run_many that grows the planned count by the runs beyond the first tuning batch."""
+    state = {"first": True}
+
+    def wrapped(jobs):
+        if not state["first"]:
+            counter[1] += len(jobs)
+        state["first"] = False
+        return run_many(jobs)
+
+    return wrapped
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mpi_demo sweep", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run_cli(parser.parse_args(argv), argv)
