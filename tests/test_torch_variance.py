@@ -168,3 +168,34 @@ def test_bad_inputs_raise_specific_errors():
         VarianceTracker(nn.Conv1d(4, 4, 3, groups=2))
     with pytest.raises(InputError, match="conv"):
         VarianceTracker(nn.Linear(2, 2), conv="fast")
+
+
+@pytest.mark.parametrize("form", ["exact", "approx"])
+@given(
+    st.integers(1, 6),  # B
+    st.integers(1, 3),  # in channels
+    st.integers(1, 4),  # out channels
+    st.sampled_from([(5, 2, 2), (3, 2, 1), (3, 1, 0), (1, 1, 0)]),  # kernel, stride, padding
+    st.integers(5, 16),  # length
+    st.integers(0, 2**32 - 1),  # seed
+)
+def test_conv1d_terms_equal_vgc_ref_conv_var(form, batch, c_in, c_out, geometry, length, seed):
+    """Conv1d's term equals vgc_ref.variance.conv_var on the same patches and D (channels last,
+    W as [kernel*C_in, C_out]) to float32 rounding: both sum the same non-negative terms
+    (exact: squared per-sample products) but BLAS's products sum over positions in their own
+    order, so equality is to a few ulps, not bit for bit."""
+    from vgc_ref.variance import conv_var as ref_conv_var
+    from vgc_ref.variance import im2col1d
+
+    kernel, stride, padding = geometry
+    g = torch.Generator().manual_seed(seed)
+    module = nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=padding)
+    x = torch.randn(batch, c_in, length, generator=g)
+    positions = (length + 2 * padding - kernel) // stride + 1
+    d = torch.randn(batch, c_out, positions, generator=g) / batch
+    s_w, s_b = conv_var(module, x, d, form)
+    cols = im2col1d(x.transpose(1, 2).contiguous().numpy(), kernel, stride, padding)  # [B, P, k*C_in]
+    ref_w, ref_b = ref_conv_var(cols, d.transpose(1, 2).contiguous().numpy(), form)  # [k*C_in, out]
+    ref_w = torch.from_numpy(ref_w.reshape(kernel, c_in, c_out).transpose(2, 1, 0).copy())
+    torch.testing.assert_close(s_w, ref_w, rtol=1e-5, atol=1e-30)
+    torch.testing.assert_close(s_b, torch.from_numpy(ref_b), rtol=1e-5, atol=1e-30)

@@ -29,7 +29,9 @@ positions) and D_z its [out, L] output gradient, per-sample weight gradient G_z 
 * ``approx``: s_W = sum_z (D_z o D_z)(X_z o X_z)^T,   s_b = sum_{z,l} D_z[:, l]^2
   -- every output position counted as a sample: one extra backward-filter product.
 
-By the Cauchy-Schwarz inequality the exact term is at most L times the approximate one,
+These are the forms of :func:`vgc_ref.variance.conv_var` (docs/algorithm.md section 3.2),
+with BLAS products: equal to it to float32 rounding, not bit for bit. By the Cauchy-Schwarz
+inequality the exact term is at most L times the approximate one,
 and the two are equal when L = 1. Only ``groups=1`` and ``padding_mode="zeros"`` are
 supported; other convolutions raise :class:`~vgc_ref.errors.InputError`.
 """
