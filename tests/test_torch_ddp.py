@@ -225,3 +225,18 @@ def test_missing_variance_term_names_the_parameter():
     message, sizes = zero.compress(params, [p.grad for p in params])
     assert sizes == [p.numel() for p in params]
     assert len(vgc_ref.decode_message(message)) == len(params)
+
+
+def test_unused_tracked_layer_gets_zero_variance():
+    """A supported layer that did not run this step (DDP's find_unused_parameters fills its
+    gradient with zeros) gets s = 0, its exact term: nothing of it is sent, v only decays."""
+    model = nn.ModuleDict({"used": nn.Linear(3, 2), "unused": nn.Linear(3, 2)})
+    state = vt.VGCHookState(model, "vgc")
+    model["used"](torch.randn(4, 3)).sum().backward()
+    params = list(model.parameters())
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    message, _ = state.compress(params, grads)
+    packets = vgc_ref.decode_message(message)
+    counts = {name: pk.words.shape[0] for (name, _), pk in zip(model.named_parameters(), packets)}
+    assert counts["unused.weight"] == 0 and counts["unused.bias"] == 0
+    assert counts["used.weight"] > 0

@@ -155,19 +155,23 @@ class VGCHookState:
             st.segment_id = j  # the segment's position in this bucket's message
         return comp
 
-    def _variance(self, p: torch.Tensor, numel: int):
-        s = self.tracker.pop(p) if self.tracker.tracks(p) else None
-        if s is None:
-            if self.untracked == "zero" and not self.tracker.tracks(p):
-                return torch.zeros(numel, dtype=torch.float32)
-            raise InputError(
-                f"variance of {self.params[p].name}",
-                "missing",
-                "no variance term: only nn.Linear, nn.Conv1d and nn.Conv2d layers are tracked "
-                "(register(..., untracked='zero') sends other parameters with s = 0), and the "
-                "layer must have run forward with grad enabled since the last step",
-            )
-        return s
+    def _variance(self, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """s of ``p`` for this step (the tracker's term, or 0 where that is exact or asked for)."""
+        tracked = self.tracker.tracks(p)
+        s = self.tracker.pop(p) if tracked else None
+        if s is not None:
+            return s
+        # A tracked layer that did not run this step (find_unused_parameters) has g = 0, and
+        # s = 0 is its exact term; an untracked parameter gets s = 0 only when asked.
+        if (tracked and not bool(g.any())) or (not tracked and self.untracked == "zero"):
+            return torch.zeros(g.numel(), dtype=torch.float32)
+        raise InputError(
+            f"variance of {self.params[p].name}",
+            "missing",
+            "no variance term: only nn.Linear, nn.Conv1d and nn.Conv2d layers are tracked "
+            "(register(..., untracked='zero') sends other parameters with s = 0), and the "
+            "layer must have run forward with grad enabled since the last step",
+        )
 
     def compress(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> tuple[bytes, list[int]]:
         """Steps 1-4 for one bucket: the encoded message and the segment sizes."""
@@ -177,7 +181,7 @@ class VGCHookState:
             if g.dtype != torch.float32:
                 raise InputError(f"gradient of {self.params[p].name}", f"dtype {g.dtype}", "must be float32")
             g_np = tensor_as_numpy(g)  # a view of the bucket on CPU
-            s_np = tensor_as_numpy(self._variance(p, g.numel())) if self.tracker is not None else None
+            s_np = tensor_as_numpy(self._variance(p, g)) if self.tracker is not None else None
             for start, stop in self.params[p].bounds:
                 g_list.append(g_np[start:stop])
                 if s_np is not None:
