@@ -240,3 +240,19 @@ def test_unused_tracked_layer_gets_zero_variance():
     counts = {name: pk.words.shape[0] for (name, _), pk in zip(model.named_parameters(), packets)}
     assert counts["unused.weight"] == 0 and counts["unused.bias"] == 0
     assert counts["used.weight"] > 0
+
+
+def test_example_trains_on_torchrun(tmp_path):
+    """examples/ddp_mnist1d.py runs under torchrun on 2 gloo processes (3 steps of each method)
+    and prints the demo-style summary with a compression ratio above 1 for vgc."""
+    pytest.importorskip("mnist1d", reason="the example's data needs the mnist1d extra")
+    example = Path(__file__).resolve().parent.parent / "examples" / "ddp_mnist1d.py"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd += ["--master_port", str(_free_port()), str(example), "--steps", "3", "--epochs", "1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("  ") and " vs " not in line]
+    lines = {row[0]: row for row in rows}
+    assert "summary: 2 ranks, 3 steps" in proc.stdout
+    assert float(lines["vgc"][2].rstrip("x")) > 1.0 and lines["none"][2] == "1.0x", proc.stdout
