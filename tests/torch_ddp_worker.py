@@ -2,7 +2,7 @@
 
     python tests/torch_ddp_worker.py SCENARIO OUTDIR [--ranks 2] [--port N]
 
-Scenarios: ``record`` (each method trains a few steps with VGC's hook recording every
+Scenarios: ``record`` (each run of RUNS trains a few steps with the hook recording every
 call; rank r writes OUTDIR/record-r.pkl), ``nan-in-hook`` (rank 1's gradient turns NaN at
 step 1: its step raises inside the hook) and ``raise`` (rank 1 raises in its training loop
 at step 1). The test runs it under a timeout.
@@ -22,13 +22,29 @@ from torch import nn
 import vgc_ref.torch as vt
 
 STEPS = 4
-METHODS = {
-    "vgc": {"alpha": 1.0},
-    "hybrid": {"alpha": 1.0, "tau": 0.01},
-    "strom": {"tau": 0.01},
-    "none": {},
-    "default": None,  # DDP's own allreduce, for comparison with "none"
+#: run name -> (hook method or None for DDP's own allreduce, hook options)
+RUNS = {
+    "vgc": ("vgc", {"alpha": 1.0}),
+    "hybrid": ("hybrid", {"alpha": 1.0, "tau": 0.01}),
+    "strom": ("strom", {"tau": 0.01}),
+    "none": ("none", {}),
+    "default": (None, {}),  # DDP's own allreduce, for comparison with "none"
+    # find_unused_parameters with a layer that never runs, and 2 micro-batches per step
+    # accumulated under no_sync()
+    "vgc-unused-accumulate": ("vgc", {"alpha": 1.0}),
 }
+
+
+class WithUnused(nn.Module):
+    """make_model() beside a supported layer that forward never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = make_model()
+        self.unused = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
 def make_model() -> nn.Module:
@@ -44,13 +60,17 @@ def batch(rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(6, 1, 12, generator=g), torch.randint(0, 3, (6,), generator=g)
 
 
-def train(rank: int, world: int, method: str, scenario: str) -> dict:
-    model = make_model()
+def train(rank: int, world: int, run: str, scenario: str) -> dict:
+    method, options = RUNS[run]
+    special = run == "vgc-unused-accumulate"
+    model = WithUnused() if special else make_model()
     # Buckets of ~150 parameters: several per step, regrouped by DDP after the first step.
-    ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=150 * 4 / 2**20)
+    ddp = nn.parallel.DistributedDataParallel(
+        model, bucket_cap_mb=150 * 4 / 2**20, find_unused_parameters=special
+    )
     state = None
-    if METHODS[method] is not None:
-        state = vt.register(ddp, method=method, **METHODS[method])
+    if method is not None:
+        state = vt.register(ddp, method=method, **options)
         state.record = []
     opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
     replicas = []
@@ -61,7 +81,12 @@ def train(rank: int, world: int, method: str, scenario: str) -> dict:
         if scenario == "raise" and rank == 1 and step == 1:
             raise ValueError("rank 1 raises in its training loop")
         opt.zero_grad()
-        nn.functional.cross_entropy(ddp(x), y).backward()
+        if special:
+            with ddp.no_sync():  # first micro-batch: gradients accumulate locally
+                (nn.functional.cross_entropy(ddp(x[:3]), y[:3]) / 2).backward()
+            (nn.functional.cross_entropy(ddp(x[3:]), y[3:]) / 2).backward()
+        else:
+            nn.functional.cross_entropy(ddp(x), y).backward()
         opt.step()
         flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
         gathered = [torch.empty_like(flat) for _ in range(world)]
@@ -76,8 +101,8 @@ def worker(rank: int, world: int, port: int, scenario: str, outdir: str) -> None
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        methods = list(METHODS) if scenario == "record" else ["vgc"]
-        results = {m: train(rank, world, m, scenario) for m in methods}
+        runs = list(RUNS) if scenario == "record" else ["vgc"]
+        results = {run: train(rank, world, run, scenario) for run in runs}
         with open(os.path.join(outdir, f"record-{rank}.pkl"), "wb") as f:
             pickle.dump(results, f)
     finally:
