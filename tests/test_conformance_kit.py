@@ -111,8 +111,11 @@ def kit_runs(tmp_path_factory):
         ("--max-examples", str(WRONG_EXAMPLES)),
         {},
     )
-    for name in EXPECTED:
-        jobs[name] = (f"wrong_impls.{name}", ("--max-examples", str(WRONG_EXAMPLES), "--no-shrink"), {})
+    for name, expected in EXPECTED.items():
+        args = ("--max-examples", str(WRONG_EXAMPLES), "--no-shrink")
+        if expected.startswith("test_rule_case["):  # a port bug: its property alone, deterministic
+            args += ("-k", "test_rule_case")
+        jobs[name] = (f"wrong_impls.{name}", args, {})
     runs = Runs(tmp_path_factory.mktemp("kit"), jobs)
     yield runs
     runs.close()
@@ -395,6 +398,7 @@ class _StandInLibrary:
         self.vgc_step_f32 = self._Function()
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_documented_minimal_adapter_passes(tmp_path):
     """The minimal adapter of docs/conformance.md, run as written with a stand-in for the C
     library, passes every step case of the deterministic layer."""

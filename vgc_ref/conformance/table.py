@@ -358,6 +358,21 @@ NEW_VGC_CASES = [
     ),
 ]
 
+NEW_VGC_CASES.append(
+    (
+        StepCase(
+            "residual_feedback_not_interned",
+            [1.3, -2.7, 0.01],
+            [0.0] * 3,
+            [0.0, 0.0, 1.0],
+            [0.0] * 3,
+            {"residual": "".join(["feed", "back"])},
+            why="the residual mode compares by value: a 'feedback' built at run time is feedback",
+        ),
+        ("algorithm:3.5", "decision:7"),
+    )
+)
+
 NEW_STROM_CASES = [
     (
         StepCase(
@@ -469,6 +484,9 @@ INVALID_INPUTS: dict[str, tuple] = {
     "g_float64": (None, ("error:1",), lambda r, v, g, s, p: (r, v, g.astype(np.float64), s)),
     "g_2d": (None, ("error:1",), lambda r, v, g, s, p: (r, v, g.reshape(1, -1), s)),
     "g_too_short": (None, ("error:1",), lambda r, v, g, s, p: (r, v, g[1:], s)),
+    "g_int32": (None, ("error:1",), lambda r, v, g, s, p: (r, v, g.astype(np.int32), s)),
+    "s_int32": ("vgc", ("error:1",), lambda r, v, g, s, p: (r, v, g, s.astype(np.int32))),
+    "s_float16": ("vgc", ("error:1",), lambda r, v, g, s, p: (r, v, g, s.astype(np.float16))),
     "g_0d": (None, ("error:1",), lambda r, v, g, s, p: (r, v, np.ones((), np.float32), s)),
     "g_nan": (None, ("error:2",), lambda r, v, g, s, p: (r, v, _put(g, p, np.nan), s)),
     "g_inf": (None, ("error:2",), lambda r, v, g, s, p: (r, v, _put(g, p, np.inf), s)),
@@ -740,6 +758,8 @@ def _more_malformed() -> dict[str, tuple[bytes, tuple[str, ...]]]:
     out["cut_before_crc_no_segments"] = (raw_message([], cut=4), ("format:1",))
     out["three_bytes"] = (b"VGC", ("format:1",))
     out["vgc_E_1_empty"] = (raw_message([seg(VGC_SEG, param=1, words=[])]), ("format:13",))
+    out["dense_count_above_n"] = (raw_message([seg((2, 2, 0, 0, [0, 0, 0]))]), ("format:14",))
+    out["vgc_E_255_empty"] = (raw_message([seg(VGC_SEG, param=255, words=[])]), ("format:13",))
     # A valid message cut at every length: the field reported is the first one that does not
     # fit before the (apparent) last 4 bytes; with the CRC recomputed over the cut body, too.
     whole = valid_message()
@@ -847,6 +867,8 @@ VALID_MESSAGES: dict[str, list] = {
         )
     ],
     "n_2_27_empty": [ref.Packet(1, 1 << 27, ref.Codec.VGC_Q4, 0, [])],
+    "dense_300": [ref.Packet(1, 300, ref.Codec.DENSE, 0, np.arange(300, dtype=np.uint32) << np.uint32(20))],
+    "three_hundred_segments": [ref.Packet(j, 0, ref.Codec.VGC_Q4, 0, []) for j in range(300)],
 }
 
 
@@ -913,6 +935,7 @@ INVALID_PACKETS: dict[str, list] = {
     ],
     "vgc_param_reserved": [_packet(param=130 | 1 << 8)],
     "vgc_E_255": [_packet(param=255)],
+    "vgc_E_255_empty": [_packet(param=255, words=[])],
     "vgc_E_0_with_words": [_packet(param=0)],
     "vgc_E_nonzero_empty": [_packet(words=[])],
     "vgc_count_above_n": [_packet(n=1, words=[vgc_word(0, 0, 0), vgc_word(0, 0, 1)])],
@@ -927,6 +950,7 @@ INVALID_PACKETS: dict[str, list] = {
     "strom_index_equals_n": [_packet(codec=ref.Codec.STROM, param=f32_bits(1.0), n=3, words=[6])],
     "dense_param": [_packet(codec=ref.Codec.DENSE, param=1, n=1, words=[0])],
     "dense_count": [_packet(codec=ref.Codec.DENSE, param=0, n=2, words=[0])],
+    "dense_count_above_n": [_packet(codec=ref.Codec.DENSE, param=0, n=1, words=[0, 0])],
     "dense_nan": [_packet(codec=ref.Codec.DENSE, param=0, n=1, words=[0x7FC00000])],
     "later_packet_invalid": [_GOOD, _packet(segment_id=1, param=0)],
 }
@@ -977,6 +1001,12 @@ def _dense(segment_id, values):
 
 
 NEW_AGGREGATE_CASES = [
+    AggregateCase(
+        "three_hundred_segments",
+        [[_dense(j, [float(j)]) for j in range(300)], [(j, 1, 1, 0, []) for j in range(300)]],
+        [1] * 300,
+        why="300 segments (more than any small-number shortcut), one element each",
+    ),
     AggregateCase(
         "float64_accumulator_shows",
         [
@@ -1107,12 +1137,19 @@ def _variance_unmodified(impl):
         )
 
 
-def _variance_values(impl):
+def _variance_values(batch: int):
+    def run(impl):
+        _check_variance_values(impl, batch)
+
+    return run
+
+
+def _check_variance_values(impl, batch):
     """g_W, s_W, g_b, s_b of one fixed layer within (B + 2) float32 roundings of the sum of
     absolute terms of the exact per-sample values (the Hypothesis property's bound)."""
     rng = np.random.default_rng(8)
-    x = rng.standard_normal((6, 3)).astype(f32)
-    delta = (rng.standard_normal((6, 4)) / 6).astype(f32)
+    x = rng.standard_normal((batch, 3)).astype(f32)
+    delta = (rng.standard_normal((batch, 4)) / batch).astype(f32)
     x[0, 0], delta[1, 2] = 0.0, -0.0
     got = impl.dense_grad_var(x.copy(), delta.copy())
     want = ref.per_sample_dense_grad_var(x, delta)
@@ -1132,6 +1169,8 @@ BAD_LAYERS = {
     "delta_float64": lambda x, d: (x, d.astype(np.float64)),
     "x_1d": lambda x, d: (x[0], d),
     "delta_3d": lambda x, d: (x, d[None]),
+    "delta_3d_same_batch": lambda x, d: (x, d[..., None]),
+    "x_3d_same_batch": lambda x, d: (x[..., None], d),
     "batch_mismatch": lambda x, d: (x, d[1:]),
     "empty_batch": lambda x, d: (x[:0], d[:0]),
     "x_list": lambda x, d: (x.tolist(), d),
@@ -1284,7 +1323,8 @@ def all_cases() -> list[Case]:
             Case(f"aggregate_bad.{name}", rules, _bad_aggregation_run(name, messages, sizes, factory))
         )
     cases.append(Case("variance.inputs_unmodified", ("algorithm:2", "error:8"), _variance_unmodified))
-    cases.append(Case("variance.values_within_bound", ("algorithm:2",), _variance_values))
+    cases.append(Case("variance.values_within_bound", ("algorithm:2",), _variance_values(6)))
+    cases.append(Case("variance.batch_300", ("algorithm:2",), _variance_values(300)))
     for name in BAD_LAYERS:
         cases.append(Case(f"variance.{name}", ("algorithm:2", "error:8"), _bad_layer_run(name)))
     cases.append(
