@@ -34,10 +34,12 @@ from vgc_ref.packet import MAX_SEGMENT_LEN, Codec, Packet, packet_entries
 from vgc_ref.params import StromParams, TopKParams, VGCParams
 from vgc_ref.state import SegmentState, segment_bounds, split_segments
 from vgc_ref.variance import (
+    conv_grad_var,
     dense_grad,
     dense_grad_var,
     dense_grad_var_blas,
     dense_var,
+    per_sample_conv_grad_var,
     per_sample_dense_grad_var,
 )
 
@@ -64,6 +66,7 @@ __all__ = [
     "aggregate_packets",
     "decode_accumulate",
     "decode_message",
+    "conv_grad_var",
     "dense_grad",
     "dense_grad_var",
     "dense_grad_var_blas",
@@ -72,6 +75,7 @@ __all__ = [
     "encode_message",
     "message_length",
     "packet_entries",
+    "per_sample_conv_grad_var",
     "per_sample_dense_grad_var",
     "segment_bounds",
     "split_segments",

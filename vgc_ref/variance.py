@@ -223,9 +223,9 @@ def im2col1d(x: np.ndarray, kernel: int, stride: int = 1, padding: int = 0) -> n
     positions = conv_out_length(length, kernel, stride, padding)
     if positions < 1:
         raise InputError("kernel", kernel, f"is longer than the padded input ({length + 2 * padding})")
-    xpad = np.zeros((batch, length + 2 * padding, channels), np.float32)
+    xpad = np.zeros((batch, length + 2 * padding, channels), x.dtype)
     xpad[:, padding : padding + length] = x
-    out = np.empty((batch, positions, kernel, channels), np.float32)
+    out = np.empty((batch, positions, kernel, channels), x.dtype)
     for k in range(kernel):
         out[:, :, k] = xpad[:, k : k + stride * (positions - 1) + 1 : stride]
     return out.reshape(batch, positions, kernel * channels)
@@ -288,9 +288,9 @@ def im2col2d(x: np.ndarray, kernel: tuple[int, int], stride: int = 1, padding: i
     ow = conv_out_length(width, kw, stride, padding)
     if oh < 1 or ow < 1:
         raise InputError("kernel", kernel, f"is larger than the padded input {(height, width)}")
-    xpad = np.zeros((batch, height + 2 * padding, width + 2 * padding, channels), np.float32)
+    xpad = np.zeros((batch, height + 2 * padding, width + 2 * padding, channels), x.dtype)
     xpad[:, padding : padding + height, padding : padding + width] = x
-    out = np.empty((batch, oh, ow, kh, kw, channels), np.float32)
+    out = np.empty((batch, oh, ow, kh, kw, channels), x.dtype)
     for u in range(kh):
         for v in range(kw):
             out[:, :, :, u, v] = xpad[
@@ -300,10 +300,11 @@ def im2col2d(x: np.ndarray, kernel: tuple[int, int], stride: int = 1, padding: i
 
 
 def check_array_3d(name: str, a: object, ndim: int = 3) -> None:
+    """An input of im2col: float32 (float64 is accepted too: copies are exact in any dtype)."""
     if not isinstance(a, np.ndarray):
         raise InputError(name, type(a).__name__, "must be a numpy.ndarray")
-    if a.dtype != np.float32:
-        raise InputError(name, f"dtype {a.dtype}", "must have dtype float32")
+    if a.dtype not in (np.float32, np.float64):
+        raise InputError(name, f"dtype {a.dtype}", "must have dtype float32 (or float64)")
     if a.ndim != ndim:
         raise InputError(name, f"shape {a.shape}", f"must be {ndim}-D (channels last)")
 

@@ -70,6 +70,11 @@ PROPERTIES: dict[str, tuple[str, str]] = {
         "test_table",
         "hand-picked cases, each pinning named rules (python -m vgc_ref.conformance.table)",
     ),
+    "test_conv_grad_var_matches_per_sample_gradients": (
+        "test_conv_variance",
+        "convolution variance (exact and approx) vs per-sample",
+    ),
+    "test_conv_grad_var_rejects_invalid_inputs": ("test_conv_variance", "convolution input errors"),
 }
 
 PACKAGE_DIR = Path(__file__).resolve().parent

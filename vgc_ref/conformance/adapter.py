@@ -10,6 +10,7 @@ the reference's names and signatures::
     decode_message(data) -> list[Packet]                 section 8
     decode_accumulate(messages, sizes, out=None) -> list[ndarray]   section 9
     dense_grad_var(x, delta) -> (g_W, s_W, g_b, s_b)     section 3
+    conv_grad_var(patches, delta, form) -> (g_W, s_W, g_b, s_b)   docs/algorithm.md 3.2
 
 or it defines ``BACKEND``, a :class:`vgc_ref.backends.Backend`; then the step,
 aggregation and variance operations come from the backend, and encode_message /
@@ -43,6 +44,7 @@ OPERATIONS = (
     "decode_message",
     "decode_accumulate",
     "dense_grad_var",
+    "conv_grad_var",
 )
 #: Operations a BACKEND object provides (the rest come from the module or the reference).
 BACKEND_OPERATIONS = ("vgc_step", "strom_step", "decode_accumulate", "dense_grad_var")
@@ -79,6 +81,7 @@ class Impl:
     decode_message: Callable
     decode_accumulate: Callable
     dense_grad_var: Callable
+    conv_grad_var: Callable
     missing: tuple[str, ...] = field(default=())
 
     def __repr__(self) -> str:
