@@ -14,6 +14,8 @@ Each operation takes the path the DDP hook takes (:mod:`vgc_ref.torch.hook`):
   :func:`~vgc_ref.torch.hook.aggregate_gathered` into views of a float32 result tensor;
 * ``dense_grad_var`` -- :func:`vgc_ref.torch.variance.linear_grad_var` with ordered products,
   transposed to vgc_ref's [in, out] layout;
+* ``conv_grad_var`` -- :func:`vgc_ref.torch.variance.patch_grad_var` (the tracker's
+  convolution forms, BLAS products) on the patches transposed to torch's [B, K, L];
 * ``encode_message``, ``decode_message`` -- the reference's (the hook encodes with them).
 
 Inputs the hook could never be handed (not float32 1-D arrays, messages that are not bytes,
@@ -30,9 +32,10 @@ import torch
 
 from vgc_ref.backends import get_backend
 from vgc_ref.encoding import decode_message, encode_message
+from vgc_ref.errors import InputError
 from vgc_ref.torch.hook import aggregate_gathered, pad_message, tensor_as_numpy
-from vgc_ref.torch.variance import linear_grad_var
-from vgc_ref.variance import _check_pair
+from vgc_ref.torch.variance import linear_grad_var, patch_grad_var
+from vgc_ref.variance import CONV_VARIANCE_FORMS, _check_conv_pair, _check_pair
 
 __all__ = [
     "decode_accumulate",
@@ -89,4 +92,18 @@ def dense_grad_var(x, delta):
     _check_pair(x, delta)
     xt, dt = torch.tensor(x), torch.tensor(delta)  # copies: the inputs stay untouched
     g_w, s_w, g_b, s_b = linear_grad_var(xt, dt, products="ordered")
+    return g_w.T.contiguous().numpy(), s_w.T.contiguous().numpy(), g_b.numpy(), s_b.numpy()
+
+
+def conv_grad_var(patches, delta, form="exact"):
+    """:func:`~vgc_ref.torch.variance.patch_grad_var` in vgc_ref's layout (section 3.2).
+
+    The inputs are checked by the reference's own checks first, so errors are its errors.
+    """
+    _check_conv_pair(patches, delta)
+    if form not in CONV_VARIANCE_FORMS:
+        raise InputError("form", form, f"must be one of {', '.join(CONV_VARIANCE_FORMS)}")
+    cols = torch.tensor(patches).transpose(1, 2)  # [B, K, P]
+    d = torch.tensor(delta).transpose(1, 2)  # [B, out, P]
+    g_w, s_w, g_b, s_b = patch_grad_var(cols, d, form)
     return g_w.T.contiguous().numpy(), s_w.T.contiguous().numpy(), g_b.numpy(), s_b.numpy()

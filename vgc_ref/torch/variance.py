@@ -200,15 +200,34 @@ def conv_var(
     if d.shape[2] != cols.shape[2] or d.shape[0] != cols.shape[0]:
         got = f"shape {tuple(delta.shape)}"
         raise InputError("delta", got, f"must have {cols.shape[2]} output positions")
-    if form == "exact":
-        g = torch.bmm(d, cols.transpose(1, 2))  # [B, out, in*k] per-sample gradients (times 1/B)
-        gb = d.sum(dim=2)  # [B, out]
-        s_w, s_b = (g * g).sum(dim=0), (gb * gb).sum(dim=0)
-    else:
-        d2 = d * d
-        s_w = torch.einsum("bol,bil->oi", d2, cols * cols)  # [out, in*k]
-        s_b = d2.sum(dim=(0, 2))
+    s_w, s_b = patch_var(cols, d, form)
     return s_w.reshape(module.weight.shape), s_b
+
+
+def patch_var(cols: torch.Tensor, d: torch.Tensor, form: str = "exact") -> tuple[torch.Tensor, torch.Tensor]:
+    """s of a convolution from its patches: cols float32[B, K, L], D float32[B, out, L].
+
+    Returns s_W: float32[out, K] (the weight flattened as torch's [out, in, k...]) and
+    s_b: float32[out]; ``form`` as in the module docstring.
+    """
+    if form == "exact":
+        g = torch.bmm(d, cols.transpose(1, 2))  # [B, out, K] per-sample gradients (times 1/B)
+        gb = d.sum(dim=2)  # [B, out]
+        return (g * g).sum(dim=0), (gb * gb).sum(dim=0)
+    d2 = d * d
+    return torch.einsum("bol,bil->oi", d2, cols * cols), d2.sum(dim=(0, 2))
+
+
+def patch_grad_var(
+    cols: torch.Tensor, d: torch.Tensor, form: str = "exact"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """g_W, s_W, g_b, s_b of a convolution from its patches (for checking; autograd gives g).
+
+    The torch twin of :func:`vgc_ref.variance.conv_grad_var`, in torch's layout: cols
+    float32[B, K, L], D float32[B, out, L]; g_W and s_W float32[out, K].
+    """
+    s_w, s_b = patch_var(cols, d, form)
+    return torch.einsum("bol,bil->oi", d, cols), s_w, d.sum(dim=(0, 2)), s_b
 
 
 class VarianceTracker:
