@@ -40,10 +40,11 @@ HOOK_METHODS = tuple(m for m in METHODS if m != "topk")
 
 
 def tensor_as_numpy(t: torch.Tensor):
-    """A float32 CPU tensor as a 1-D numpy array on the same memory; other tensors copied.
+    """A tensor as a 1-D numpy array: on the same memory for a contiguous CPU tensor.
 
-    The copy is made for CUDA tensors (to host) and non-contiguous ones; a float32 CPU
-    contiguous tensor is never copied, so writes to the array are writes to the tensor.
+    CUDA tensors are copied to the host and non-contiguous ones are copied by ``reshape``;
+    a contiguous CPU tensor is never copied, so writes to the array are writes to the
+    tensor. The dtype is kept: the step itself rejects anything but float32.
     """
     flat = t.detach().reshape(-1)
     if flat.device.type != "cpu":
@@ -132,7 +133,8 @@ class VGCHookState:
         self.tracker = VarianceTracker(model, conv, products) if method in ("vgc", "hybrid") else None
         # One Compressor per bucket layout (tuple of parameters), sharing the states above.
         self._compressors: dict[tuple, Compressor] = {}
-        # Counters of rank 0's summary: bytes sent and their dense equivalent, elements.
+        # This rank's counters: message bytes, their dense equivalent (4 bytes an element),
+        # elements sent and elements in all, hook calls. The example's summary sums them.
         self.message_bytes = 0
         self.dense_bytes = 0
         self.sent = 0
