@@ -299,6 +299,8 @@ def _concat(arrays):
     return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
 
 
+# DDP compares a hook's return annotation with torch.futures.Future[torch.Tensor] itself, so
+# this module has no ``from __future__ import annotations`` (that would make it a string).
 def vgc_hook(state: VGCHookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
     """The DDP communication hook: :meth:`VGCHookState.communicate` (steps 1-7)."""
     return state.communicate(bucket)
