@@ -164,8 +164,10 @@ def test_bad_inputs_raise_specific_errors():
         linear_var(torch.zeros(2, 3), torch.zeros(3, 1))
     with pytest.raises(InputError, match="products"):
         linear_var(torch.zeros(2, 3), torch.zeros(2, 1), products="fast")
+    model = nn.Sequential(nn.Linear(4, 4), nn.Unflatten(1, (4, 1)), nn.Conv1d(4, 4, 1, groups=2))
     with pytest.raises(InputError, match="groups"):
-        VarianceTracker(nn.Conv1d(4, 4, 3, groups=2))
+        VarianceTracker(model)
+    assert not model[0]._forward_hooks  # nothing registered on the layers before the bad one
     with pytest.raises(InputError, match="conv"):
         VarianceTracker(nn.Linear(2, 2), conv="fast")
 

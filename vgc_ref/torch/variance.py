@@ -31,8 +31,8 @@ positions) and D_z its [out, L] output gradient, per-sample weight gradient G_z 
 
 These are the forms of :func:`vgc_ref.variance.conv_var` (docs/algorithm.md section 3.2),
 with BLAS products: equal to it to float32 rounding, not bit for bit. By the Cauchy-Schwarz
-inequality the exact term is at most L times the approximate one,
-and the two are equal when L = 1. Only ``groups=1`` and ``padding_mode="zeros"`` are
+inequality the exact term is at most L times the approximate one, and the two are equal
+when L = 1. Only ``groups=1`` and ``padding_mode="zeros"`` are
 supported; other convolutions raise :class:`~vgc_ref.errors.InputError`.
 """
 
@@ -260,13 +260,14 @@ class VarianceTracker:
         self.names: dict[torch.Tensor, str] = {}  # tracked parameter -> qualified name
         self._s: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> accumulated s (weight's shape)
         self._handles = []
-        for mname, module in model.named_modules():
-            if isinstance(module, SUPPORTED):
-                for pname, p in module.named_parameters(recurse=False):
-                    self.names[p] = f"{mname}.{pname}" if mname else pname
-                if isinstance(module, nn.Conv1d | nn.Conv2d):
-                    self._check_conv(module, mname)
-                self._handles.append(module.register_forward_hook(self._forward_hook))
+        layers = [(name, m) for name, m in model.named_modules() if isinstance(m, SUPPORTED)]
+        for mname, module in layers:  # every layer checked before any hook is registered
+            if isinstance(module, nn.Conv1d | nn.Conv2d):
+                self._check_conv(module, mname)
+        for mname, module in layers:
+            for pname, p in module.named_parameters(recurse=False):
+                self.names[p] = f"{mname}.{pname}" if mname else pname
+            self._handles.append(module.register_forward_hook(self._forward_hook))
 
     @staticmethod
     def _check_conv(module: nn.Module, name: str) -> None:
