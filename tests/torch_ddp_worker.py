@@ -66,7 +66,10 @@ def train(rank: int, world: int, run: str, scenario: str) -> dict:
     model = WithUnused() if special else make_model()
     # Buckets of ~150 parameters: several per step, regrouped by DDP after the first step.
     ddp = nn.parallel.DistributedDataParallel(
-        model, bucket_cap_mb=150 * 4 / 2**20, find_unused_parameters=special
+        model,
+        bucket_cap_mb=150 * 4 / 2**20,
+        find_unused_parameters=special,
+        gradient_as_bucket_view=run == "hybrid",  # .grad are views of the buckets themselves
     )
     state = None
     if method is not None:
