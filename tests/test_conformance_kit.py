@@ -204,6 +204,7 @@ def test_missing_operation_is_named(tmp_path):
         "decode_message",
         "decode_accumulate",
         "dense_grad_var",
+        "conv_grad_var",
     ]
 
 
