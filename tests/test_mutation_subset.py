@@ -56,6 +56,13 @@ SUBSET = [
     ("encoding", "if count != n:", "if count < n:", "decode.dense_count_above_n"),
     ("encoding", "if count != n:", "if count is not n:", "encode.dense_300"),
     ("aggregate", "if len(out) != len(sizes):", "if len(out) is not len(sizes):", "three_hundred_segments"),
+    (
+        "state",
+        "if n is not None and x.shape[0] != n:",
+        "if n is not None and x.shape[0] is not n:",
+        "vgc.n_300",
+    ),
+    ("aggregate", "if p.n != sizes[p.segment_id]:", "if p.n is not sizes[p.segment_id]:", "long_segments"),
     ("encoding", "except TypeError:", "except ZeroDivisionError:", "decode_not_bytes.int"),
     ("encoding", "E = param & VGC_E_MASK", "E = param % VGC_E_MASK", "decode.vgc_E_255_empty"),
     ("state", "if x.dtype != np.float32:", "if x.dtype > np.float32:", "invalid.vgc-g_int32"),

@@ -440,6 +440,18 @@ def _segment_id_case(kind: str, segment_id: int) -> Case:
     )
 
 
+def _long_segment_case(kind: str) -> Case:
+    """n = 300: more elements than any small-number shortcut covers."""
+    rng = np.random.default_rng(300)
+    r = (rng.standard_normal(300) * 2.0 ** rng.integers(-6, 6, 300)).astype(f32)
+    g = rng.standard_normal(300).astype(f32)
+    c = StepCase(
+        "n_300", r.tolist(), g.tolist(), [1.0] * 300, [0.5] * 300, {"tau": 0.5} if kind == "strom" else {}
+    )
+    rules = ("algorithm:4",) if kind == "strom" else ("algorithm:3.1", "algorithm:3.4")
+    return Case(f"{kind}.n_300", rules, _step_run(kind, c, 6), "a segment of 300 elements")
+
+
 def _multi_step(name: str, kind: str, params_kw: dict, steps: int, seed: int):
     """Several steps from zero state with the same implementation state carried."""
 
@@ -1002,6 +1014,15 @@ def _dense(segment_id, values):
 
 NEW_AGGREGATE_CASES = [
     AggregateCase(
+        "long_segments",
+        [
+            [_dense(0, [float(i) for i in range(300)]), (1, 300, 1, 130, [vgc_word(299, 1, 0)])],
+            [(1, 300, 2, f32_bits(0.5), [strom_word(0, 0), strom_word(299, 1)]), _dense(0, [0.5] * 300)],
+        ],
+        [300, 300],
+        why="segments of 300 elements",
+    ),
+    AggregateCase(
         "three_hundred_segments",
         [[_dense(j, [float(j)]) for j in range(300)], [(j, 1, 1, 0, []) for j in range(300)]],
         [1] * 300,
@@ -1172,6 +1193,7 @@ BAD_LAYERS = {
     "delta_3d_same_batch": lambda x, d: (x, d[..., None]),
     "x_3d_same_batch": lambda x, d: (x[..., None], d),
     "batch_mismatch": lambda x, d: (x, d[1:]),
+    "batch_mismatch_x_shorter": lambda x, d: (x[1:], d),
     "empty_batch": lambda x, d: (x[:0], d[:0]),
     "x_list": lambda x, d: (x.tolist(), d),
     "x_int32": lambda x, d: (x.astype(np.int32), d),
@@ -1246,6 +1268,7 @@ def all_cases() -> list[Case]:
     for c, rules in NEW_STROM_CASES:
         cases.append(Case(f"strom.{c.name}", rules, _step_run("strom", c, 1), c.why))
     cases += [_segment_id_case(kind, i) for kind in ("vgc", "strom") for i in (0, 2**31, 2**32 - 1)]
+    cases += [_long_segment_case(kind) for kind in ("vgc", "strom")]
     cases += [
         _multi_step("vgc_feedback", "vgc", {"alpha": 1.5, "zeta": 0.9}, 6, 11),
         _multi_step(
