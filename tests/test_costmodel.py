@@ -104,3 +104,19 @@ def test_cli_prints_json_and_rejects_bad_units(capsys):
                 "1",
             ]
         )
+
+
+def test_per_segment_term_adds_fixed_costs():
+    """S segments at c_seg each add S c_seg to compress and P S a_seg to aggregate; 0 keeps the
+    long-segment model."""
+    base = dict(n_params=13_000, workers=4, bandwidth=1e9, latency=0.0, ratio=40.0, compute=0.003)
+    plain = predict(Workload(**base))
+    fixed = predict(Workload(**base, segments=6, segment_compress=2e-4, segment_aggregate=1e-5))
+    assert fixed.compress == pytest.approx(plain.compress + 6 * 2e-4)
+    assert fixed.aggregate == pytest.approx(plain.aggregate + 4 * 6 * 1e-5)
+    assert fixed.compressed_step == pytest.approx(plain.compressed_step + 6 * 2e-4 + 24e-5)
+    assert predict(Workload(**base, segments=6)) == plain
+    with pytest.raises(HyperparameterError, match="segments"):
+        Workload(**base, segments=0)
+    with pytest.raises(HyperparameterError, match="segment_compress"):
+        Workload(**base, segment_compress=-1.0)

@@ -9,8 +9,8 @@ with N parameters, P workers, link bandwidth W (bytes/s) and per-message latency
 
     allreduce (ring):       2 (P-1) L + 2 (P-1)/P * 4N / W
     allgather (ring), M:    (P-1) L + (P-1) M / W          M = 4N / ratio
-    compress:               N / compress_rate             (elements/s, from the benchmark)
-    aggregate:              P M / aggregate_rate          (message bytes/s, from the benchmark)
+    compress:               N / compress_rate + S c_seg   (elements/s, from the benchmark)
+    aggregate:              P M / aggregate_rate + P S a_seg  (message bytes/s, from the benchmark)
     variance:               variance_fraction * compute   (the extra (x*x)^T (D*D) product)
 
 Compression pays when T_compressed < T_dense, that is when
@@ -22,8 +22,13 @@ so below the break-even bandwidth W* = A / (overhead - (P-1) L) (any bandwidth w
 the right side is <= 0; none when A <= 0, i.e. the allgather moves more bytes than the
 allreduce, which happens when ratio < P/2).
 
+with S segments and c_seg, a_seg the fixed seconds per segment (Python calls, input
+validation, packet building and encoding; decoding one segment of one message): the
+rates describe long segments, the fixed costs short ones (docs/costmodel.md "The
+per-segment term"). Both default to 0, the long-segment model.
+
 The model ignores overlap of communication with computation and assumes every message
-has the mean size; docs/results.md checks it against the demo's measured timings.
+has the mean size; docs/costmodel.md checks it against the demo's measured timings.
 
 ``python -m vgc_ref.costmodel --help`` prints the CLI.
 """
@@ -56,9 +61,12 @@ class Workload:
     variance_fraction: float = 0.1  # extra compute for s, as a fraction of compute
     compress_rate: float = 5e8  # elements/s of the VGC step
     aggregate_rate: float = 2e9  # message bytes/s of decode-and-accumulate
+    segments: int = 1  # S, segments per message
+    segment_compress: float = 0.0  # c_seg, fixed s per segment of the compress step
+    segment_aggregate: float = 0.0  # a_seg, fixed s per segment of each decoded message
 
     def __post_init__(self) -> None:
-        for name in ("n_params", "workers"):
+        for name in ("n_params", "workers", "segments"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise HyperparameterError(name, value, "must be an integer >= 1")
@@ -66,7 +74,7 @@ class Workload:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise HyperparameterError(name, value, "must be finite and > 0")
-        for name in ("latency", "compute", "variance_fraction"):
+        for name in ("latency", "compute", "variance_fraction", "segment_compress", "segment_aggregate"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise HyperparameterError(name, value, "must be finite and >= 0")
@@ -105,8 +113,8 @@ def predict(w: Workload) -> Prediction:
     message = dense_bytes / w.ratio  # M
     dense_comm = allreduce_time(dense_bytes, w.workers, w.bandwidth, w.latency)
     variance = w.variance_fraction * w.compute
-    compress = w.n_params / w.compress_rate
-    aggregate = w.workers * message / w.aggregate_rate
+    compress = w.n_params / w.compress_rate + w.segments * w.segment_compress
+    aggregate = w.workers * message / w.aggregate_rate + w.workers * w.segments * w.segment_aggregate
     comm = allgather_time(message, w.workers, w.bandwidth, w.latency)
     dense_step = w.compute + dense_comm
     compressed_step = w.compute + variance + compress + aggregate + comm
@@ -213,6 +221,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--aggregate-rate", type=float, default=2e9, help="decode+accumulate, message bytes/s"
     )
+    parser.add_argument("--segments", type=int, default=1, help="segments per message S")
+    parser.add_argument(
+        "--segment-compress",
+        type=parse_time,
+        default=0.0,
+        help="fixed cost per segment of compress, e.g. 0.2ms",
+    )
+    parser.add_argument(
+        "--segment-aggregate", type=parse_time, default=0.0, help="fixed cost per decoded segment, e.g. 20us"
+    )
     parser.add_argument("--json", action="store_true", help="print the prediction as JSON")
     args = parser.parse_args(argv)
     try:
@@ -226,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
             variance_fraction=args.variance_fraction,
             compress_rate=args.compress_rate,
             aggregate_rate=args.aggregate_rate,
+            segments=args.segments,
+            segment_compress=args.segment_compress,
+            segment_aggregate=args.segment_aggregate,
         )
     except HyperparameterError as err:
         parser.error(str(err))

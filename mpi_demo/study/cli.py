@@ -36,11 +36,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=2, help="training processes at a time (default 2)")
     p.add_argument("--reuse", action="store_true", help="take runs with the same key from the cache")
     p.add_argument(
+        "--render",
+        default=None,
+        metavar="RESULTS_JSON",
+        help="train nothing: rebuild the summary, CSV and Markdown from the runs recorded in a results.json",
+    )
+    p.add_argument(
         "--cache", default=None, help=f"cache file (default {DEFAULT_CACHE}; --quick: OUT/cache.jsonl)"
     )
 
 
 def run_cli(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    if args.render:
+        return render(Path(args.render), args)
     studies = plan.QUICK if args.quick else plan.FULL
     if args.studies:
         wanted = args.studies.split(",")
@@ -124,10 +132,7 @@ def run_cli(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
             for st in studies
         },
     }
-    report.write_csv(summary, out / "results.csv")
-    report.write_json({**meta, "choices": choices, "summary": summary, "runs": rows}, out / "results.json")
-    if markdown:
-        report.update_markdown(Path(markdown), report.markdown_block(summary, meta))
+    write_outputs(out, markdown, meta, choices, summary, rows)
     for s in summary:
         if s["method"] == "none":
             acc, sd = 100 * s["mean_accuracy"], 100 * s["sd_accuracy"]
@@ -142,6 +147,33 @@ def run_cli(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         )
     say(f"wrote {out / 'results.csv'}, {out / 'results.json'}" + (f", {markdown}" if markdown else ""))
     say(f"sweep: {elapsed / 60:.1f} min")
+    return 0
+
+
+def write_outputs(out: Path, markdown: str | None, meta, choices, summary, rows) -> None:
+    report.write_csv(summary, out / "results.csv")
+    report.write_json({**meta, "choices": choices, "summary": summary, "runs": rows}, out / "results.json")
+    if markdown:
+        report.update_markdown(Path(markdown), report.markdown_block(summary, meta))
+
+
+def render(path: Path, args: argparse.Namespace) -> int:
+    """--render: the outputs of a recorded sweep, from its runs, with this version's statistics
+    and report (the runs' numbers, commit and code hash stay those recorded)."""
+    import json
+
+    doc = json.loads(path.read_text())
+    names = [s["name"] for s in doc["studies"]]
+    studies = tuple(s for s in (plan.QUICK if args.quick else plan.FULL) if s.name in names)
+    test_rows = [r for r in doc["runs"] if r["phase"] == "test"]
+    summary = protocol.summarize(studies, doc["choices"], test_rows)
+    meta = {k: v for k, v in doc.items() if k not in ("choices", "summary", "runs")}
+    meta["rendered_at"] = report.provenance()["commit"]
+    out = Path(args.out) if args.out else path.parent
+    markdown = args.markdown if args.markdown is not None else (None if args.quick else FULL_MARKDOWN)
+    out.mkdir(parents=True, exist_ok=True)
+    write_outputs(out, markdown, meta, doc["choices"], summary, doc["runs"])
+    print(f"rendered {len(doc['runs'])} recorded runs into {out}" + (f" and {markdown}" if markdown else ""))
     return 0
 
 

@@ -14,6 +14,7 @@ from mpi_demo.study import stats
 from mpi_demo.study.plan import (
     DIRECTION,
     MAX_EXTENSIONS,
+    SLACK,
     TEST_SEEDS,
     TOLERANCE,
     TUNING_SEED,
@@ -40,7 +41,7 @@ def choose(method: str, results: dict[float, tuple[float, float]], baseline: flo
     baseline's validation accuracy (``acc >= baseline - 0.01``); when none is, the value
     with the highest accuracy.
     """
-    passing = {v: r for v, r in results.items() if r[0] >= baseline - TOLERANCE}
+    passing = {v: r for v, r in results.items() if r[0] - baseline >= -TOLERANCE - SLACK}
     if passing:
         value = max(passing, key=lambda v: (passing[v][1], DIRECTION[method] * v))
         return value, "most compressive within one point on validation"

@@ -116,7 +116,12 @@ def markdown_block(summary: Sequence[dict[str, Any]], meta: dict[str, Any]) -> s
         f"{meta['n_trained']} runs trained, {meta['n_cached']} taken from the cache; "
         f"wall time {meta['elapsed_s'] / 60:.0f} min with {meta['jobs']} processes "
         f"(load average {meta['load'][0]:.1f} at the start, {meta['load'][1]:.1f} at the end). "
-        "Accuracies in percent; differences in points, paired by seed, with a 95 % t interval.",
+        "Accuracies in percent; differences in points, paired by seed, with a 95 % t interval."
+        + (
+            f" Tables rebuilt from the recorded runs by `--render` at commit {meta['rendered_at'][:12]}."
+            if meta.get("rendered_at")
+            else ""
+        ),
         "",
     ]
     for study in dict.fromkeys(s["study"] for s in summary):
@@ -145,6 +150,19 @@ def markdown_block(summary: Sequence[dict[str, Any]], meta: dict[str, Any]) -> s
             )
         lines.append("")
     lines += [
+        "Variance term in the test runs (the demo's timers, per worker-step, mean over the seeds):",
+        "",
+        "| study | method | variance ms | compute ms (forward, backward, update) | variance / compute |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for s in summary:
+        if s["method"].startswith(("vgc", "hybrid")) and s.get("compute_ms"):
+            lines.append(
+                f"| {s['study']} | {s['method']} | {s['variance_ms']:.3f} | {s['compute_ms']:.3f} | "
+                f"{100 * s['variance_ms'] / s['compute_ms']:.0f} % |"
+            )
+    lines += [
+        "",
         "Best compression ratio within one point of the baseline "
         "(the chosen setting's, when it meets the rule):",
         "",
