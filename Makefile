@@ -3,18 +3,23 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 NP     ?= 4
+# TORCH: the torch that `make test` adds to the venv for the tests of vgc_ref.torch and of
+# the PyTorch replica (examples/torch_replica); `make demo` does not need it. Empty skips it
+# (those tests are then skipped with the reason). This pin is a CPU wheel where a local wheel
+# cache has it; on a machine that reaches only PyPI, whose Linux torch is the CUDA build, use
+# TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu".
+TORCH  ?= torch==2.13.0
 
 .PHONY: demo test lint example dist dist-check clean mutation kit-slow
-
-# TORCH: the PyTorch replica's torch (examples/torch_replica), installed first so that it is
-# the CPU build; empty skips it (its tests are then skipped). Where PyPI's Linux wheel is the
-# CUDA build: TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu".
-TORCH  ?= torch==2.13.0
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[mpi,test,digits,plot,mnist1d]'
+	touch $@
+
+$(VENV)/.torch: $(VENV)/.installed
+	$(if $(TORCH),$(PY) -m pip install -q $(TORCH))
 	touch $@
 
 venv: $(VENV)/.installed
@@ -27,7 +32,7 @@ demo: $(VENV)/.installed
 	$(MPIEXEC) -n $(NP) $(PY) -m mpi4py -m mpi_demo train --compare none $(DEMO_ARGS)
 
 # Lint, then every test (each MPI test has its own timeout; the whole run one more).
-test: $(VENV)/.installed lint
+test: $(VENV)/.torch lint
 	timeout 1500 $(PY) -m pytest -q
 
 lint: $(VENV)/.installed

@@ -426,6 +426,7 @@ def test_documented_minimal_adapter_passes(tmp_path):
         strom_step=namespace.get("strom_step", lambda *a: None),
         decode_accumulate=namespace["decode_accumulate"],
         dense_grad_var=namespace["dense_grad_var"],
+        conv_grad_var=namespace.get("conv_grad_var", lambda *a: None),
     )
     cases = [c for c in CASES if c.id.startswith(("vgc.", "invalid.vgc-", "pair.vgc-")) and not c.slow]
     failures = {c.id: run_case(impl, c) for c in cases}
