@@ -22,6 +22,19 @@ $(VENV)/.torch: $(VENV)/.installed
 	$(if $(TORCH),$(PY) -m pip install -q $(TORCH))
 	touch $@
 
+# A second venv with NVIDIA's numba-cuda, for the compile checks of the numba-cuda target
+# (tests/test_cuda_compile.py): numba-cuda replaces numba.cuda in every interpreter it is
+# installed in, so the main venv keeps the built-in target. Its NVVM must emit PTX that the
+# toolkit's ptxas reads (CUDA 13.0 here: newer NVVM wheels write PTX 9.5, which it refuses).
+# Empty CUDA_CHECK skips these checks.
+CUDA_CHECK ?= numba-cuda[cu13]==0.30.4 nvidia-nvvm==13.0.88 nvidia-cuda-nvrtc==13.0.88
+VENV_CUDA  ?= .venv-cuda
+$(VENV_CUDA)/.installed: pyproject.toml
+	$(if $(CUDA_CHECK),$(PYTHON) -m venv $(VENV_CUDA))
+	$(if $(CUDA_CHECK),$(VENV_CUDA)/bin/python -m pip install -q $(CUDA_CHECK) numpy \
+	  'nvidia-cuda-nvdisasm>=13.2; sys_platform == "linux" and platform_machine == "x86_64"')
+	$(if $(CUDA_CHECK),touch $@)
+
 venv: $(VENV)/.installed
 
 # The main job: the MPI demo (docs/demo.md). MPIEXEC may name a cluster's own mpiexec;
@@ -32,8 +45,8 @@ demo: $(VENV)/.installed
 	$(MPIEXEC) -n $(NP) $(PY) -m mpi4py -m mpi_demo train --compare none $(DEMO_ARGS)
 
 # Lint, then every test (each MPI test has its own timeout; the whole run one more).
-test: $(VENV)/.torch lint
-	timeout 1500 $(PY) -m pytest -q
+test: $(VENV)/.torch $(VENV_CUDA)/.installed lint
+	$(if $(CUDA_CHECK),VGC_CUDA_CHECK_PYTHON=$(CURDIR)/$(VENV_CUDA)/bin/python) timeout 1500 $(PY) -m pytest -q
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -70,4 +83,4 @@ dist-check: dist
 	done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist
+	rm -rf $(VENV) $(VENV_CUDA) .pytest_cache .ruff_cache .hypothesis build dist

@@ -11,8 +11,10 @@ flush-to-zero. Control kernels built to break each rule show that the checks cat
 
 Needs the CUDA toolkit (libNVVM and ptxas; found through CUDA_HOME or /usr/local/cuda)
 and, for the SASS half, nvdisasm (the ``nvidia-cuda-nvdisasm`` wheel of the test extra
-on Linux x86-64); numba-cuda also needs NVRTC (the ``cuda`` extra). Each missing piece
-skips what needs it, with the reason.
+on Linux x86-64); numba-cuda also needs NVRTC (the ``cuda`` extra). The numba-cuda target
+runs in this interpreter when numba-cuda is installed here, else in the one that
+``$VGC_CUDA_CHECK_PYTHON`` names (``make test`` builds it: ``.venv-cuda``). Each missing
+piece skips what needs it, with the reason.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ KERNELS = [
     "bias_grad_var_kernel",
 ]
 TARGETS = ["builtin", "numba-cuda"]
+#: An interpreter with numba-cuda installed, for the numba-cuda target (`make test` sets it).
+CHECK_PYTHON = "VGC_CUDA_CHECK_PYTHON"
 CCS = ["80", "90"]
 
 
@@ -63,13 +67,21 @@ def _check(target: str, cc: str, tmp_path_factory) -> dict:
     missing = _nvvm_missing()
     if missing:
         pytest.skip(missing)
-    if target == "numba-cuda" and importlib.util.find_spec("numba_cuda") is None:
-        pytest.skip("numba-cuda is not installed (pip install -e '.[cuda]')")
-    out = tmp_path_factory.mktemp(f"cuda-{target}-sm{cc}")
+    python = sys.executable
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
     env.pop("VGC_CUDA_TPB", None)
+    if target == "numba-cuda":
+        # numba-cuda replaces numba.cuda for the whole interpreter (its simulator included),
+        # so `make test` installs it into a venv of its own and names that interpreter here.
+        other = os.environ.get(CHECK_PYTHON)
+        if other:
+            python = other
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        elif importlib.util.find_spec("numba_cuda") is None:
+            pytest.skip(f"numba-cuda is not installed (pip install -e '.[cuda]', or set ${CHECK_PYTHON})")
+    out = tmp_path_factory.mktemp(f"cuda-{target}-sm{cc}")
     cmd = [
-        sys.executable,
+        python,
         "-m",
         "vgc_ref.backends.cuda_check",
         "--cc",

@@ -278,10 +278,11 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(saved, tmp
 
 
 SWEEP_CASES = [
-    (["--datasets", "foo"], "--datasets 'foo'"),
-    (["--methods", "vgc,foo"], "--methods 'vgc,foo'"),
-    (["--seeds", "1,x"], "--seeds '1,x'"),
-    (["--epochs", "0"], "--epochs 0"),
+    (["--studies", "foo"], "--studies 'foo'"),
+    (["--jobs", "0"], "--jobs 0"),
+    (["--render", "no-such-results.json"], "--render no-such-results.json"),
+    (["--markdown", "no/such/dir/results.md"], "--markdown no/such/dir/results.md"),
+    (["--cache", "."], "--cache ."),
 ]
 
 

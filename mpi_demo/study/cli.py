@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mpi_demo.study import cache, plan, protocol, report, runner
+from vgc_ref._cli import input_file_problem, output_file_problem, usage_error
 
 FULL_OUT = "docs/results"
 FULL_MARKDOWN = "docs/results.md"
 QUICK_OUT = "sweep-quick"
 DEFAULT_CACHE = ".sweep-cache/runs.jsonl"
+PROG = "python -m mpi_demo sweep"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,8 +48,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run_cli(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+def _directory_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be (made into) a writable directory, or None when it can."""
+    if path.exists():
+        if not path.is_dir():
+            return "is not a directory"
+        return None if os.access(path, os.W_OK | os.X_OK) else "is not writable"
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"directory {parent} is not writable"
+
+
+def _check_paths(args: argparse.Namespace, out: Path, markdown: str | None, cache_path: Path | None) -> None:
+    """Every path the run will write (or --render read), checked before any run starts."""
     if args.render:
+        problem = input_file_problem(args.render)
+        if problem:
+            usage_error(PROG, f"--render {args.render}: {problem}")
+    problem = _directory_problem(out)
+    if problem:
+        usage_error(PROG, f"--out {out}: {problem}")
+    if markdown is not None:
+        problem = output_file_problem(markdown)
+        if problem:
+            usage_error(PROG, f"--markdown {markdown}: {problem}")
+    if cache_path is not None:
+        problem = _directory_problem(cache_path.parent) or (
+            "is a directory; give a file path" if cache_path.is_dir() else None
+        )
+        if problem:
+            usage_error(PROG, f"--cache {cache_path}: {problem}")
+
+
+def run_cli(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    markdown = args.markdown if args.markdown is not None else (None if args.quick else FULL_MARKDOWN)
+    if args.render:
+        out = Path(args.out) if args.out else Path(args.render).parent
+        _check_paths(args, out, markdown, None)
         return render(Path(args.render), args)
     studies = plan.QUICK if args.quick else plan.FULL
     if args.studies:
@@ -55,23 +95,20 @@ def run_cli(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         unknown = [w for w in wanted if w not in {s.name for s in studies}]
         if unknown:
             names = ", ".join(s.name for s in studies)
-            print(f"mpi_demo sweep: error: --studies {unknown[0]!r}: must be among {names}", file=sys.stderr)
-            return 2
+            usage_error(PROG, f"--studies {unknown[0]!r}: must be among {names}")
         studies = tuple(s for s in studies if s.name in wanted)
     if args.jobs < 1:
-        print(f"mpi_demo sweep: error: --jobs {args.jobs}: must be >= 1", file=sys.stderr)
-        return 2
+        usage_error(PROG, f"--jobs {args.jobs}: must be >= 1")
+    out = Path(args.out or (QUICK_OUT if args.quick else FULL_OUT))
+    cache_path = Path(args.cache or (out / "cache.jsonl" if args.quick else DEFAULT_CACHE))
+    _check_paths(args, out, markdown, cache_path)
     if any(s.dataset == "mnist1d" for s in studies):
         from mpi_demo import mnist1d
 
         try:
             mnist1d.load()
         except mnist1d.Mnist1dError as err:
-            print(f"mpi_demo sweep: error: {err}", file=sys.stderr)
-            return 2
-    out = Path(args.out or (QUICK_OUT if args.quick else FULL_OUT))
-    markdown = args.markdown if args.markdown is not None else (None if args.quick else FULL_MARKDOWN)
-    cache_path = Path(args.cache or (out / "cache.jsonl" if args.quick else DEFAULT_CACHE))
+            usage_error(PROG, str(err))
     out.mkdir(parents=True, exist_ok=True)
     command = "python -m mpi_demo sweep " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "sweep"
