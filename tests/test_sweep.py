@@ -200,7 +200,9 @@ def test_quick_sweep_end_to_end_and_reuse(tmp_path):
 def test_unknown_study_is_refused(capsys):
     from mpi_demo.study.cli import main
 
-    assert main(["--studies", "cifar"]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["--studies", "cifar"])
+    assert exit_.value.code == 2
     assert "--studies 'cifar'" in capsys.readouterr().err
 
 
