@@ -152,7 +152,7 @@ def per_sample_dense_grad_var(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndar
 
 
 # --------------------------------------------------------------------------------------
-# Convolution layers (docs/algorithm.md section 3.2)
+# Convolution layers (docs/algorithm.md section 2.1)
 # --------------------------------------------------------------------------------------
 #
 # A convolution is a dense layer applied at every output position p of every sample b:
@@ -350,7 +350,7 @@ def conv_var(patches: np.ndarray, delta: np.ndarray, form: str = "exact") -> tup
         s_b = column_sums((D*D).reshape(B*P, out))
 
     For every element, exact <= P * approx in real arithmetic (Cauchy-Schwarz over the P
-    positions) and exact = approx when P = 1 (docs/algorithm.md section 3.2).
+    positions) and exact = approx when P = 1 (docs/algorithm.md section 2.1).
 
     Returns
     -------

@@ -1,4 +1,4 @@
-"""Properties of the convolution gradient and variance term (docs/algorithm.md section 3.2).
+"""Properties of the convolution gradient and variance term (docs/algorithm.md section 2.1).
 
 ``conv_grad_var(patches, delta, form)`` takes a convolution's im2col patches X:
 float32[B, P, K] and D = dL/dy: float32[B, P, out] (D carries 1/B) and returns g_W, s_W

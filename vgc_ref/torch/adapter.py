@@ -96,7 +96,7 @@ def dense_grad_var(x, delta):
 
 
 def conv_grad_var(patches, delta, form="exact"):
-    """:func:`~vgc_ref.torch.variance.patch_grad_var` in vgc_ref's layout (section 3.2).
+    """:func:`~vgc_ref.torch.variance.patch_grad_var` in vgc_ref's layout (docs/algorithm.md section 2.1).
 
     The inputs are checked by the reference's own checks first, so errors are its errors.
     """

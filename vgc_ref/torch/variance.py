@@ -3,7 +3,7 @@
 For the mean loss L = (1/B) sum_z l_z over a mini-batch of B samples, VGC needs per
 parameter the uncentered variance term ``s = (1/B^2) sum_z grad(l_z)^2``. Every formula
 here is written with D = dL/dy, the gradient of the loss *as the training script computes
-it*, whose row z already carries the factor 1/B of the mean (docs/algorithm.md section 3).
+it*, whose row z already carries the factor 1/B of the mean (docs/algorithm.md section 2).
 So the batch size the loss is averaged over enters through D and needs no argument: a
 loss averaged over B gives s of that mean; a loss divided once more by k (gradient
 accumulation over k micro-batches) gives s of the mean over all k*B samples once the k
@@ -29,7 +29,7 @@ positions) and D_z its [out, L] output gradient, per-sample weight gradient G_z 
 * ``approx``: s_W = sum_z (D_z o D_z)(X_z o X_z)^T,   s_b = sum_{z,l} D_z[:, l]^2
   -- every output position counted as a sample: one extra backward-filter product.
 
-These are the forms of :func:`vgc_ref.variance.conv_var` (docs/algorithm.md section 3.2),
+These are the forms of :func:`vgc_ref.variance.conv_var` (docs/algorithm.md section 2.1),
 with BLAS products: equal to it to float32 rounding, not bit for bit. By the Cauchy-Schwarz
 inequality the exact term is at most L times the approximate one, and the two are equal
 when L = 1. Only ``groups=1`` and ``padding_mode="zeros"`` are
