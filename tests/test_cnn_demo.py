@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from numeric import central_differences
 
 from mpi_demo import cnn, model, network, trace
 from mpi_demo.config import ConfigError, TrainConfig
@@ -53,18 +54,9 @@ def test_cnn_gradients_match_finite_differences():
     x = rng.normal(size=(4, 12))
     y = rng.integers(0, 5, 4)
     _, _, grads, _ = net.gradients(params, x, y, ops)
-    eps = 1e-6
-    for j, (p, g) in enumerate(zip(params, grads)):
-        numeric = np.empty_like(p)
-        for i in range(p.size):
-            old = p[i]
-            p[i] = old + eps
-            up = _mean_loss(net, params, x, y, ops)
-            p[i] = old - eps
-            down = _mean_loss(net, params, x, y, ops)
-            p[i] = old
-            numeric[i] = (up - down) / (2 * eps)
-        np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-8, err_msg=f"segment {net.layout[j][0]}")
+    numeric = central_differences(params, lambda: _mean_loss(net, params, x, y, ops))
+    for j, (g, n) in enumerate(zip(grads, numeric)):
+        np.testing.assert_allclose(g, n, rtol=1e-5, atol=1e-8, err_msg=f"segment {net.layout[j][0]}")
 
 
 @pytest.mark.parametrize("form", ["exact", "approx"])

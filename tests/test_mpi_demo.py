@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from numeric import central_differences
 
 from mpi_demo import checkpoint, cli, comm, model, trace
 from mpi_demo.checkpoint import CheckpointError
@@ -95,18 +96,9 @@ def test_backward_matches_finite_differences():
     _, probs = model.softmax_xent(logits, y, ops)
     deltas = model.backward(params, sizes, xs, probs, y, ops)
     grads = model.weight_grads(xs, deltas, ops)
-    eps = 1e-6
-    for j, (p, g) in enumerate(zip(params, grads)):
-        numeric = np.empty_like(p)
-        for i in range(p.size):
-            old = p[i]
-            p[i] = old + eps
-            up = _mean_loss(params, sizes, x, y, ops)
-            p[i] = old - eps
-            down = _mean_loss(params, sizes, x, y, ops)
-            p[i] = old
-            numeric[i] = (up - down) / (2 * eps)
-        np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-8, err_msg=f"segment {j}")
+    numeric = central_differences(params, lambda: _mean_loss(params, sizes, x, y, ops))
+    for j, (g, n) in enumerate(zip(grads, numeric)):
+        np.testing.assert_allclose(g, n, rtol=1e-5, atol=1e-8, err_msg=f"segment {j}")
 
 
 def test_model_g_and_s_are_dense_grad_var_bit_for_bit():
