@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--test-fraction", type=float, default=d.test_fraction)
     g = t.add_argument_group("model and optimizer")
     g.add_argument("--hidden", type=_hidden, default=d.hidden, help="hidden layer widths, e.g. 128,64")
-    g.add_argument("--model", choices=MODELS, default=d.model, help="cnn: needs --dataset mnist1d")
+    g.add_argument(
+        "--model", choices=MODELS, default=d.model, help="cnn: needs --dataset mnist1d or mnist1d-10k"
+    )
     g.add_argument("--channels", type=_hidden, default=d.channels, help="cnn: the 3 convolutions' channels")
     g.add_argument(
         "--variance", choices=CONV_VARIANCES, default=d.variance, help="cnn: convolution variance form"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mpi_demo.data import DATASETS, n_samples
+from mpi_demo.data import DATASETS, MNIST1D, n_samples, n_test_samples
 
 METHODS = ("none", "vgc", "strom", "hybrid", "topk")
 RESIDUALS = ("feedback", "reset")
@@ -228,8 +228,7 @@ def validate(config: TrainConfig) -> None:
     if config.products not in PRODUCTS:
         raise ConfigError("--products", config.products, f"must be one of {', '.join(PRODUCTS)}")
     samples = n_samples(config.dataset, config.samples)
-    test_fraction = 0.2 if config.dataset == "mnist1d" else config.test_fraction
-    n_test = round(test_fraction * samples)  # as mpi_demo.data.load_dataset splits
+    n_test = n_test_samples(config.dataset, samples, config.test_fraction)
     if n_test < 1:
         raise ConfigError(
             "--test-fraction",
@@ -251,8 +250,8 @@ def _validate_model(config: TrainConfig) -> None:
     """--model, --channels, --variance, --validation."""
     if config.model not in MODELS:
         raise ConfigError("--model", config.model, f"must be one of {', '.join(MODELS)}")
-    if config.model == "cnn" and config.dataset != "mnist1d":
-        raise ConfigError("--model", config.model, "needs --dataset mnist1d (1-D signals)")
+    if config.model == "cnn" and config.dataset not in MNIST1D:
+        raise ConfigError("--model", config.model, "needs --dataset mnist1d or mnist1d-10k (1-D signals)")
     if len(config.channels) != 3:
         raise ConfigError("--channels", config.channels, "must name 3 channel counts")
     for c in config.channels:

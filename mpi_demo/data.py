@@ -15,6 +15,10 @@ Digits (``--dataset digits``)
     The 1,797 8x8 handwritten digits that scikit-learn ships (no download); needs the
     optional dependency scikit-learn (``pip install -e '.[digits]'``).
 
+MNIST-1D (``--dataset mnist1d`` and ``mnist1d-10k``)
+    Stored float32 arrays (:mod:`mpi_demo.mnist1d`): 4,000 training signals and 1,000
+    (or 10,000) test signals, used as stored.
+
 Features are standardised with the training split's mean and standard deviation, and
 returned as float32; labels as int64.
 
@@ -40,7 +44,11 @@ ORDER_STREAM = 2
 #: Second tags of the data streams, key(seed, DATA_STREAM, tag).
 CENTRES, CLUSTERS, LATENT, MAP, NOISE, FLIP, FLIP_LABEL, SPLIT = range(8)
 
-DATASETS = ("synthetic", "digits", "mnist1d")
+DATASETS = ("synthetic", "digits", "mnist1d", "mnist1d-10k")
+#: The MNIST-1D data sets: the canonical 1,000 test signals, or 10,000 (mpi_demo/mnist1d.py);
+#: both have the same 4,000 training signals.
+MNIST1D = ("mnist1d", "mnist1d-10k")
+MNIST1D_TRAIN = 4000
 #: Size of scikit-learn's digits data set.
 DIGITS_SAMPLES = 1797
 
@@ -155,7 +163,7 @@ def load_dataset(
     n_classes: int = 8,
     test_fraction: float = 0.2,
 ) -> Dataset:
-    """Build the named data set (``"synthetic"`` or ``"digits"``) deterministically from ``seed``.
+    """Build the named data set (one of :data:`DATASETS`) deterministically from ``seed``.
 
     ``n_samples``, ``n_features`` and ``n_classes`` apply to the synthetic task only.
     """
@@ -165,16 +173,17 @@ def load_dataset(
     elif name == "digits":
         x, y = _digits()
         classes = 10
-    elif name == "mnist1d":
-        # The package's own split and scaling (mpi_demo/mnist1d.py); no shuffle, no
-        # per-feature standardisation: a convolution sees the signal as generated.
+    elif name in MNIST1D:
+        # The stored float32 arrays with the package's own split and scaling
+        # (mpi_demo/mnist1d.py); no shuffle, no per-feature standardisation: a convolution
+        # sees the signal as generated.
         from mpi_demo import mnist1d
 
-        x, y, x_test, y_test = mnist1d.load()
-        return Dataset(name, x.astype(np.float32), y, x_test.astype(np.float32), y_test, mnist1d.CLASSES)
+        x, y, x_test, y_test = mnist1d.load(name)
+        return Dataset(name, x, y, x_test, y_test, mnist1d.CLASSES)
     else:
         raise ValueError(f"dataset {name!r}: must be one of {DATASETS}")
-    n_test = round(test_fraction * x.shape[0])
+    n_test = n_test_samples(name, x.shape[0], test_fraction)
     x_train, y_train, x_test, y_test = split_standardise(x, y, n_test, seed)
     return Dataset(name, x_train, y_train, x_test, y_test, classes)
 
@@ -196,7 +205,15 @@ def hold_out(data: Dataset, n_validation: int) -> tuple[Dataset, np.ndarray, np.
 
 def n_samples(name: str, synthetic_samples: int) -> int:
     """Train plus test samples of a data set (before any validation split)."""
-    return {"digits": DIGITS_SAMPLES, "mnist1d": 5000}.get(name, synthetic_samples)
+    sizes = {"digits": DIGITS_SAMPLES, "mnist1d": MNIST1D_TRAIN + 1000, "mnist1d-10k": MNIST1D_TRAIN + 10000}
+    return sizes.get(name, synthetic_samples)
+
+
+def n_test_samples(name: str, samples: int, test_fraction: float) -> int:
+    """Test samples of a data set: MNIST-1D's stored split, else ``round(test_fraction * samples)``."""
+    if name in MNIST1D:
+        return samples - MNIST1D_TRAIN
+    return round(test_fraction * samples)
 
 
 def epoch_order(seed: int, epoch: int, n_train: int) -> np.ndarray:

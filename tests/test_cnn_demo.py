@@ -1,12 +1,11 @@
 """The demo's CNN on MNIST-1D: gradients, the convolution variance, traces, checkpoints.
 
-Needs the optional ``mnist1d`` package for the data set (skipped without it); the model
-tests use random inputs and need nothing but NumPy and Numba.
+The data set is the stored file mpi_demo/mnist1d.npz (tests/test_mnist1d_data.py); nothing
+here needs the optional ``mnist1d`` package.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,8 +16,6 @@ from mpi_demo import cnn, model, network, trace
 from mpi_demo.config import ConfigError, TrainConfig
 from mpi_demo.train import RankFailureError, run_training
 from vgc_ref.variance import conv_grad_var
-
-needs_mnist1d = pytest.mark.skipif(importlib.util.find_spec("mnist1d") is None, reason="needs mnist1d")
 
 #: A tiny CNN job: 4 channels, 8 steps.
 TINY = dict(
@@ -116,7 +113,7 @@ def test_conv_layers_hold_most_parameters():
 
 
 def test_cnn_needs_mnist1d_and_three_channels():
-    with pytest.raises(ConfigError, match="--model 'cnn': needs --dataset mnist1d"):
+    with pytest.raises(ConfigError, match="--model 'cnn': needs --dataset mnist1d or mnist1d-10k"):
         run_training(TrainConfig(model="cnn", ranks=1))
     with pytest.raises(ConfigError, match="--channels"):
         run_training(TrainConfig(**{**TINY, "channels": (4, 4)}, ranks=1))
@@ -131,24 +128,6 @@ def test_default_mlp_header_has_no_cnn_fields():
     assert TrainConfig(**TINY).arithmetic()["model"] == "cnn"
 
 
-@needs_mnist1d
-def test_mnist1d_bytes_are_pinned(monkeypatch):
-    """The generated arrays hash to the pinned SHA-256; other bytes are refused in one line."""
-    from mpi_demo import mnist1d
-
-    arrays = mnist1d.load()
-    assert [a.shape for a in arrays] == [(4000, 40), (4000,), (1000, 40), (1000,)]
-    monkeypatch.setattr(mnist1d, "_CACHE", {})
-    monkeypatch.setattr(mnist1d, "SHA256", "0" * 64)
-    with pytest.raises(mnist1d.Mnist1dError, match="not the pinned 0000") as err:
-        mnist1d.load()
-    assert "\n" not in str(err.value)
-    from mpi_demo import cli
-
-    assert cli.main(["train", "--dataset", "mnist1d", "--steps", "1", "--simulate-ranks", "1"]) == 2
-
-
-@needs_mnist1d
 @pytest.mark.parametrize("variance", ["exact", "approx"])
 def test_cnn_checkpoint_resume_and_backends_give_one_trace(tmp_path, variance):
     """A CNN run resumed from a checkpoint, and one with the numba-cpu backend, write the
@@ -167,7 +146,6 @@ def test_cnn_checkpoint_resume_and_backends_give_one_trace(tmp_path, variance):
     assert other.read_bytes() == full.read_bytes(), trace.compare_files(full, other)[1]
 
 
-@needs_mnist1d
 def test_validation_split_is_held_out():
     r = run_training(TrainConfig(**TINY, validation=500, ranks=2))
     assert r.validation_accuracy is not None and 0.0 <= r.validation_accuracy <= 1.0
@@ -176,7 +154,6 @@ def test_validation_split_is_held_out():
         run_training(TrainConfig(**TINY, validation=4000, ranks=2))
 
 
-@needs_mnist1d
 @pytest.mark.mpi
 def test_cnn_simulated_ranks_equal_mpiexec(tmp_path):
     from tests.test_mpi_demo import run_demo, run_mpi

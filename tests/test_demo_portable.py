@@ -247,19 +247,34 @@ def test_trace_is_the_same_under_every_blas_kernel_thread_count_and_backend(tmp_
     assert here.read_bytes() == there.read_bytes(), trace.compare_files(here, there)[1]
 
 
-@pytest.mark.parametrize("method", ["vgc", "none"])
-def test_golden_trace(tmp_path, method):
-    """The first 20 steps of the default job on 4 simulated ranks equal the committed trace.
+#: The committed traces (tests/golden/demo_trace_NAME.jsonl) and the runs that wrote them.
+GOLDEN_RUNS = {
+    "vgc": dict(method="vgc"),
+    "none": dict(method="none"),
+    "cnn_exact": dict(dataset="mnist1d", model="cnn", variance="exact", steps=10),
+    "cnn_approx_10k": dict(dataset="mnist1d-10k", model="cnn", variance="approx", steps=10),
+}
+
+
+@pytest.mark.parametrize("name", list(GOLDEN_RUNS))
+def test_golden_trace(tmp_path, name):
+    """The first steps of the default job on 4 simulated ranks equal the committed trace:
+    the MLP's first 20 steps with vgc and none, the default CNN's first 10 on MNIST-1D
+    (exact variance) and on MNIST-1D with the 10,000 test signals (approximate variance),
+    evaluation on the test split included.
 
     A change of NumPy, Numba, the BLAS, the CPU or of the code that changes any number
     fails here. Regenerate only on purpose, after a change of docs/demo.md's arithmetic:
     ``python -m mpi_demo train --simulate-ranks 4 --steps 20 --method METHOD
-    --trace tests/golden/demo_trace_METHOD.jsonl`` (and bump docs/trace.md's version when
-    a record changes).
+    --trace tests/golden/demo_trace_METHOD.jsonl``; for the CNN ``--dataset mnist1d
+    --model cnn --variance exact --steps 10`` (``cnn_exact``) and ``--dataset mnist1d-10k
+    --model cnn --variance approx --steps 10`` (``cnn_approx_10k``); and bump
+    docs/trace.md's version when a record changes.
     """
-    path = tmp_path / f"{method}.jsonl"
-    run_training(TrainConfig(ranks=4, steps=20, method=method, trace=str(path), progress=False))
-    golden = GOLDEN / f"demo_trace_{method}.jsonl"
+    path = tmp_path / f"{name}.jsonl"
+    run = {"steps": 20, **GOLDEN_RUNS[name]}
+    run_training(TrainConfig(ranks=4, trace=str(path), progress=False, **run))
+    golden = GOLDEN / f"demo_trace_{name}.jsonl"
     same, report = trace.compare_files(golden, path)
     assert same, report
     assert path.read_bytes() == golden.read_bytes()

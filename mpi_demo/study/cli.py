@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from mpi_demo.data import MNIST1D
 from mpi_demo.study import cache, plan, protocol, report, runner
 from vgc_ref._cli import input_file_problem, output_file_problem, usage_error
 
@@ -102,7 +103,7 @@ def run_cli(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     out = Path(args.out or (QUICK_OUT if args.quick else FULL_OUT))
     cache_path = Path(args.cache or (out / "cache.jsonl" if args.quick else DEFAULT_CACHE))
     _check_paths(args, out, markdown, cache_path)
-    if any(s.dataset == "mnist1d" for s in studies):
+    if any(s.dataset in MNIST1D for s in studies):
         from mpi_demo import mnist1d
 
         try:

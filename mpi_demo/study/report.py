@@ -62,7 +62,7 @@ def provenance() -> dict[str, Any]:
 
     status = git("status", "--porcelain", "--untracked-files=no")
     versions = {"python": platform.python_version(), "numpy": np.__version__}
-    for mod in ("numba", "scipy", "mnist1d"):
+    for mod in ("numba",):
         try:
             versions[mod] = getattr(__import__(mod), "__version__", "installed")
         except ImportError:
