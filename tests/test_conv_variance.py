@@ -236,3 +236,97 @@ def test_conv2d_variance_against_per_sample():
 def test_bad_input_is_refused(call, message):
     with pytest.raises(InputError, match=message):
         call()
+
+
+# --------------------------------------------------------------------------------------
+# The float32 results: the bound inside the range, IEEE values at its edges
+# (docs/algorithm.md section 2.1, "Range of the two forms")
+# --------------------------------------------------------------------------------------
+
+
+def _wide(draw, shape, exponent):
+    """float32 values m * 2^e with |m| in [1, 2), e in [-exponent, exponent], and some exact zeros."""
+    n = int(np.prod(shape))
+    mant = draw(st.lists(st.floats(1.0, 2.0, exclude_max=True, width=32), min_size=n, max_size=n))
+    exps = draw(st.lists(st.integers(-exponent, exponent), min_size=n, max_size=n))
+    signs = draw(st.lists(st.sampled_from([-1.0, 0.0, 1.0, 1.0, 1.0]), min_size=n, max_size=n))
+    vals = [s * m * 2.0**e for s, m, e in zip(signs, mant, exps)]
+    return np.array(vals, np.float32).reshape(shape)
+
+
+@st.composite
+def in_range_layers(draw):
+    """Layers whose every intermediate of both forms is zero or a normal float32: nonzero |x|,
+    |D| in [2^-28, 2^29), so every product x^2 D^2 lies in [2^-112, 2^116) and B*P <= 24 terms
+    sum below 2^121."""
+    b, p, k, o = (
+        draw(st.integers(1, hi), label=name) for hi, name in ((4, "B"), (6, "P"), (3, "K"), (3, "out"))
+    )
+    return _wide(draw, (b, p, k), 28), _wide(draw, (b, p, o), 28)
+
+
+@settings(max_examples=200)
+@given(in_range_layers())
+def test_float32_bound_holds_up_to_rounding_inside_the_range(layer):
+    """Inside the range, the float32 results keep 0 <= exact <= P * approx within the rounding
+    bound (B*P + 2P + B + 8) * 2^-23, and approx = 0 only where exact = 0."""
+    patches, delta = layer
+    b, p = patches.shape[:2]
+    s_exact = conv_var(patches, delta, "exact")
+    s_approx = conv_var(patches, delta, "approx")
+    slack = 1 + (b * p + 2 * p + b + 8) * 2.0**-23
+    for exact, approx in zip(s_exact, s_approx):
+        assert np.all(np.isfinite(exact)) and np.all(np.isfinite(approx))
+        assert np.all(exact >= 0) and np.all(approx >= 0)
+        e64, a64 = exact.astype(np.float64), approx.astype(np.float64)
+        assert np.all(e64 <= p * a64 * slack), (e64, a64)
+        assert np.all(e64[a64 == 0] == 0)
+
+
+#: One-element layers (B = P = K = out = 1) at the edges of the approximate form's range:
+#: x, D, and s_W of the exact and approximate forms (the bias terms do not involve x).
+EDGES = {
+    # x^2 = 1e-50 underflows to +0.0; exact: (x D)^2 = 1e-40, a subnormal.
+    "x_squared_underflows": (1e-25, 1e5, "subnormal", 0.0),
+    # x^2 = 1e40 overflows; D^2 = 1e-40 is a nonzero subnormal: approx = +inf; exact = 1.
+    "x_squared_overflows": (1e20, 1e-20, 1.0, np.inf),
+    # x^2 = inf and D^2 = +0.0 (1e-50 underflows): inf * 0 is NaN; exact: (1e-5)^2.
+    "inf_times_zero": (1e20, 1e-25, 1e-10, np.nan),
+}
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+@pytest.mark.parametrize("case", list(EDGES))
+def test_approx_form_at_its_edges_is_ieee_and_the_step_refuses_it(case):
+    """Outside the range the approximate form is defined, not refused: its documented order in
+    IEEE float32 (round to nearest, gradual underflow) gives +0.0, +inf or NaN where the exact
+    form is finite; the reference and the Numba kernel give the same bits; and the VGC step
+    refuses an infinite or NaN s with NonFiniteError("s"), so it never reaches a residual."""
+    from vgc_ref import NonFiniteError, SegmentState, VGCParams, vgc_step
+
+    x, d, exact_want, approx_want = EDGES[case]
+    patches = np.full((1, 1, 1), x, np.float32)
+    delta = np.full((1, 1, 1), d, np.float32)
+    exact = conv_var(patches, delta, "exact")[0][0, 0]
+    approx = conv_var(patches, delta, "approx")[0][0, 0]
+    if exact_want == "subnormal":
+        assert 0 < exact < np.finfo(np.float32).tiny
+    else:
+        g = np.float32(x) * np.float32(d)  # the exact form's order: the product, then its square
+        assert exact == g * g and np.isclose(exact, exact_want, rtol=1e-6)
+    if np.isnan(approx_want):
+        assert np.isnan(approx)
+    else:
+        assert approx == approx_want and not np.signbit(approx)
+    for form in ("exact", "approx"):
+        ref = conv_var(patches, delta, form)
+        fast = numba_conv.conv_var(patches, delta, form)
+        assert [a.tobytes() for a in ref] == [a.tobytes() for a in fast], form
+    if np.isfinite(approx):
+        return
+    state = SegmentState(0, np.zeros(1, np.float32), np.zeros(1, np.float32))
+    s = np.array([approx], np.float32)
+    with pytest.raises(NonFiniteError) as err:
+        vgc_step(state, np.ones(1, np.float32), s, VGCParams(alpha=2.0))
+    assert (err.value.name, err.value.index) == ("s", 0)
+    assert state.r.tolist() == [0.0] and state.v.tolist() == [0.0]

@@ -233,6 +233,63 @@ def test_dense_messages_equal_the_reference(sizes, ranks, seed):
         np.testing.assert_array_equal(a.numpy().view(np.uint32), b.view(np.uint32))
 
 
+@given(
+    n=st.integers(0, 300),
+    ranks=st.integers(1, 3),
+    steps=st.integers(1, 5),
+    seed=st.integers(0, 2**32 - 1),
+    tau=st.sampled_from([0.25, 1e-3, 3e-40]),
+)
+def test_strom_step_and_messages_equal_the_reference(n, ranks, steps, seed, tau):
+    """Strom steps of every rank: r, STROM message bytes and g_hat equal vgc_ref's bit for bit."""
+    rng = np.random.default_rng(seed)
+    params = vgc_ref.StromParams(tau)
+    states = [vgc_ref.SegmentState.zeros(n, segment_id=0) for _ in range(ranks)]
+    r = torch.zeros((ranks, n), dtype=torch.float32)
+    t32 = torch.tensor(tau, dtype=torch.float32)
+    for _ in range(steps):
+        scale = tau * 2.0 ** rng.integers(-3, 3, (ranks, n))
+        g = (rng.standard_normal((ranks, n)) * scale).astype(np.float32)
+        g[:, ::7] = np.float32(tau)  # |r| == tau exactly on the first step: sent
+        r, packets = replica.strom_step(r, torch.from_numpy(g), t32, "feedback", 0)
+        ref_packets = [vgc_ref.strom_step(states[w], g[w], params) for w in range(ranks)]
+        messages = []
+        for w in range(ranks):
+            np.testing.assert_array_equal(r[w].numpy().view(np.uint32), states[w].r.view(np.uint32))
+            msg, _ = replica.encode_message([packets[w]])
+            assert msg == vgc_ref.encode_message([ref_packets[w]])
+            messages.append(msg)
+        mine = replica.decode_accumulate(messages, [n])[0].numpy()
+        np.testing.assert_array_equal(
+            mine.view(np.uint32), vgc_ref.decode_accumulate(messages, [n])[0].view(np.uint32)
+        )
+
+
+@given(
+    batch=st.integers(1, 5),
+    ranks=st.integers(1, 3),
+    positions=st.integers(1, 6),
+    k=st.integers(1, 7),
+    out=st.integers(1, 5),
+    seed=st.integers(0, 2**32 - 1),
+    form=st.sampled_from(["exact", "approx"]),
+)
+def test_conv_grad_var_equals_the_reference(batch, ranks, positions, k, out, seed, form):
+    """A convolution's g and s (docs/algorithm.md 2.1), per rank of uneven shards, equal vgc_ref's."""
+    total = batch * ranks + (ranks - 1)  # shards of batch + 1 and batch samples
+    rng = np.random.default_rng(seed)
+    X = _f32_arrays((total, positions, k), int(rng.integers(2**32)), 1.0)
+    X[X < 0] = 0.0  # post-ReLU inputs, with zeros
+    D = _f32_arrays((total, positions, out), int(rng.integers(2**32)), 1e-2)
+    shards = replica.shard_layout(total, ranks)
+    sh = replica.Shards.of(shards)
+    gw, gb, sw, sb = replica.conv_grad_var(torch.from_numpy(X), torch.from_numpy(D), sh, form)
+    for w, (start, stop) in enumerate(shards):
+        ref_gw, ref_sw, ref_gb, ref_sb = vgc_ref.conv_grad_var(X[start:stop], D[start:stop], form)
+        for mine, ref in ((gw, ref_gw), (gb, ref_gb), (sw, ref_sw), (sb, ref_sb)):
+            np.testing.assert_array_equal(mine[w].numpy().view(np.uint32), ref.reshape(-1).view(np.uint32))
+
+
 def test_decoder_rejects_a_corrupt_message():
     """A flipped bit fails the replica's CRC check; a message with a missing segment is refused."""
     g = torch.ones((1, 4), dtype=torch.float32)
@@ -279,6 +336,25 @@ def test_first_steps_equal_the_committed_golden_trace(tmp_path, method):
     assert cmp.stdout.startswith("identical: 20 steps, 4 ranks")
 
 
+CNN_GOLDEN = {
+    "demo_trace_cnn_exact.jsonl": ["--dataset", "mnist1d"],
+    "demo_trace_cnn_approx_10k.jsonl": ["--dataset", "mnist1d-10k", "--variance", "approx"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CNN_GOLDEN))
+def test_cnn_first_steps_equal_the_committed_golden_trace(tmp_path, name):
+    """10 steps of the default CNN (32 channels) on 4 ranks equal tests/golden/NAME (no demo run)."""
+    golden = ROOT / "tests" / "golden" / name
+    mine = tmp_path / "replica.jsonl"
+    args = ["--ranks", "4", "--model", "cnn", "--steps", "10", *CNN_GOLDEN[name], "--trace", str(mine)]
+    rep = _run([str(REPLICA_PATH), *args])
+    assert rep.returncode == 0, rep.stderr
+    cmp = _run(["-m", "mpi_demo", "compare", str(golden), str(mine)])
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+    assert cmp.stdout.startswith("identical: 10 steps, 4 ranks")
+
+
 OTHER_CONFIGURATIONS = {
     # 3 ranks over a batch of 64: shards of 22, 21, 21; the magnitude floor of the hybrid
     "hybrid-uneven": (3, ["--method", "hybrid", "--tau", "0.001", "--steps", "30"]),
@@ -295,6 +371,40 @@ OTHER_CONFIGURATIONS = {
 def test_other_configurations_give_the_demos_trace(tmp_path, name):
     """Uneven shards, the hybrid, reset, another model and data set: the traces compare identical."""
     ranks, args = OTHER_CONFIGURATIONS[name]
+    out = _compare(tmp_path, ["--simulate-ranks", str(ranks), *args], ["--ranks", str(ranks), *args])
+    assert out.startswith(f"identical: {args[args.index('--steps') + 1]} steps, {ranks} ranks")
+
+
+CNN = "--model cnn --dataset".split()
+
+CNN_AND_BASELINES = {
+    # the CNN on MNIST-1D, exact convolution variance: batch 200 in shards of 67, 67, 66,
+    # 20 steps per epoch, so the run crosses two epoch orders and evaluates three times
+    "cnn-exact": (
+        3,
+        [*CNN, "mnist1d", "--channels", "4,4,4", "--batch", "200", "--steps", "45", "--checksum-every", "9"],
+    ),
+    # the approximation on the 10,000-signal test split, other widths, past the first epoch
+    "cnn-approx-10k": (
+        4,
+        [*CNN, "mnist1d-10k", "--variance", "approx", "--channels", "4,5,6", "--steps", "64"],
+    ),
+    # Strom's threshold and the STROM codec on the default MLP
+    "strom": (4, ["--method", "strom", "--tau", "0.01", "--steps", "40"]),
+    # top-k on the default MLP, the default fraction, uneven shards
+    "topk": (3, ["--method", "topk", "--steps", "40"]),
+    # top-k on the CNN: 0.07 * 100 is 7.000000000000001 in float64, so conv0.W sends 8
+    "topk-cnn-ceil": (
+        2,
+        [*CNN, "mnist1d", "--channels", "20,4,4", "--method", "topk", "--fraction", "0.07", "--steps", "15"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CNN_AND_BASELINES))
+def test_cnn_strom_and_topk_give_the_demos_trace(tmp_path, name):
+    """The CNN (both variance forms, both MNIST-1D test splits), Strom and top-k compare identical."""
+    ranks, args = CNN_AND_BASELINES[name]
     out = _compare(tmp_path, ["--simulate-ranks", str(ranks), *args], ["--ranks", str(ranks), *args])
     assert out.startswith(f"identical: {args[args.index('--steps') + 1]} steps, {ranks} ranks")
 

@@ -115,8 +115,8 @@ def _random_inputs(rng, segments, steps):
         step = {}
         for sg in segments:
             n = sg["n"]
-            mean = rng.normal(0, 1, n) * 0.1
-            g = (mean + rng.normal(0, 1, n) * (0.5 + 0.1 * t)).astype(f32)
+            mean = variance_cases.normal(rng, n) * 0.1
+            g = (mean + variance_cases.normal(rng, n) * (0.5 + 0.1 * t)).astype(f32)
             s = (rng.random(n) * 0.05 + g.astype(np.float64) ** 2 * 0.2).astype(f32)
             step[sg["segment_id"]] = {"g": g, "s": s}
         out.append(step)

@@ -1,10 +1,13 @@
 """An independent PyTorch implementation of the MPI demo's training job.
 
 Written from the documentation alone -- docs/demo.md "Arithmetic of one step" (the portable
-primitives, the generator, the data and initial parameters, the step), docs/algorithm.md (the
-VGC step and the rank-ordered aggregation), docs/format.md (the message bytes) and
-docs/trace.md (the records) -- without importing ``mpi_demo`` or ``vgc_ref``. It runs the P
-workers in one process, as ``python -m mpi_demo train --simulate-ranks P`` does, and writes a
+primitives, the generator, the data and initial parameters, the step, and the CNN's steps),
+its "MNIST-1D" and "CNN" paragraphs, docs/algorithm.md (the dense and convolution variance
+terms of sections 2 and 2.1, the VGC, Strom and top-k steps of sections 3-5, the
+rank-ordered aggregation), docs/format.md (the message bytes) and docs/trace.md (the
+records) -- without importing ``mpi_demo`` or ``vgc_ref`` (MNIST-1D is read from the data
+file ``mpi_demo/mnist1d.npz`` with NumPy). It runs the P workers in one process, as
+``python -m mpi_demo train --simulate-ranks P`` does, and writes a
 trace that ``python -m mpi_demo compare`` checks against the demo's::
 
     python examples/torch_replica/replica.py --method vgc --ranks 4 --trace replica.jsonl
@@ -20,8 +23,14 @@ shards padded with rows whose D is +0.0, which adds nothing to an accumulator th
 -0.0). The VGC criterion and quantization work on the integer bit patterns
 (``tensor.view(torch.int32)``). Messages are built with ``struct`` and ``zlib.crc32``.
 
-Supported: ``--dataset synthetic`` and the methods ``vgc``, ``hybrid`` (VGC with tau > 0) and
-``none`` (dense float32), residual ``feedback`` or ``reset``.
+Supported: ``--dataset synthetic``, ``mnist1d`` and ``mnist1d-10k``; ``--model mlp`` (any
+``--hidden``) and ``--model cnn`` (any ``--channels``) with ``--variance exact`` or
+``approx``; the methods ``vgc``, ``hybrid`` (VGC with tau > 0), ``strom``, ``topk`` (any
+``--fraction``) and ``none`` (dense float32); residual ``feedback`` or ``reset`` (``reset``
+changes VGC and the hybrid only; Strom and top-k always feed back, as the demo does); the
+default ``--products ordered``. Not replicated: ``--dataset digits``, ``--validation``,
+``--products blas``, ``--compare``, checkpoints and ``--resume``, ``--dump-inputs``, and the
+demo's check of the data file's pinned SHA-256.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import sys
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -78,6 +88,24 @@ class Config:
     seed: int = 0
     checksum_every: int = 10
     products: str = "ordered"  # the fixed-order primitives; the only arithmetic replicated here
+    # written to the trace's config only when they differ from these defaults (docs/demo.md)
+    model: str = "mlp"
+    channels: list = field(default_factory=lambda: [32, 32, 32])
+    variance: str = "exact"
+    validation: int = 0
+
+
+OPTIONAL_FIELDS = ("model", "channels", "variance", "validation")
+
+
+def header_config(config: Config) -> dict:
+    """The trace header's `config`: every field, the optional ones only where not default."""
+    out = asdict(config)
+    default = asdict(Config())
+    for name in OPTIONAL_FIELDS:
+        if out[name] == default[name]:
+            del out[name]
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,10 +236,38 @@ def split_standardise(x: torch.Tensor, y: torch.Tensor, seed: int, test_fraction
     )
 
 
-def init_params(sizes: list[int], seed: int) -> list[torch.Tensor]:
-    """He-normal weights W[i, j] = float32(normal(key(seed, 1, l), out*i + j) * sqrt(2/in)), b = 0."""
+MNIST1D_FILE = Path(__file__).resolve().parents[2] / "mpi_demo" / "mnist1d.npz"
+MNIST1D_TEST = {"mnist1d": ("x_test", "y_test"), "mnist1d-10k": ("x_test_10k", "y_test_10k")}
+
+
+def mnist1d(name: str, path: Path = MNIST1D_FILE) -> Dataset:
+    """MNIST-1D as stored in the data file (docs/demo.md "MNIST-1D"): no shuffle, no scaling.
+
+    Reading the arrays with NumPy is reading a data file, not importing the demo.
+    """
+    import numpy as np
+
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in ("x", "y", *MNIST1D_TEST[name])}
+    xt, yt = MNIST1D_TEST[name]
+
+    def f32(a):
+        return torch.from_numpy(np.ascontiguousarray(a, dtype="<f4").astype(np.float32))
+
+    def i64(a):
+        return torch.from_numpy(np.ascontiguousarray(a).astype(np.int64))
+
+    return Dataset(f32(arrays["x"]), i64(arrays["y"]), f32(arrays[xt]), i64(arrays[yt]))
+
+
+def init_params(shapes: list[tuple[int, int]], seed: int) -> list[torch.Tensor]:
+    """He-normal weights W[i, j] = float32(normal(key(seed, 1, l), out*i + j) * sqrt(2/in)), b = 0.
+
+    ``shapes`` holds each weight's (in, out) in segment order; a convolution's W is
+    [kernel * C_in, C_out] (im2col columns), so its fan-in is kernel * C_in.
+    """
     params = []
-    for layer, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+    for layer, (n_in, n_out) in enumerate(shapes):
         idx = torch.arange(n_in * n_out).reshape(n_in, n_out)
         params.append((normal(key(seed, 1, layer), idx) * math.sqrt(2.0 / n_in)).to(F32))
         params.append(torch.zeros(n_out, dtype=F32))
@@ -295,7 +351,7 @@ def log32(x: torch.Tensor) -> torch.Tensor:
 # VGC step and the dense codec (docs/algorithm.md sections 3 and 6), vectorized over ranks
 # --------------------------------------------------------------------------------------------
 
-DENSE, VGC_Q4 = 0, 1
+DENSE, VGC_Q4, STROM = 0, 1, 2
 
 
 def _u32_to_i32(u: torch.Tensor) -> torch.Tensor:
@@ -367,6 +423,15 @@ def vgc_step(
     _check("v + s", ~torch.isfinite(v), v, segment)
     # 2. criterion: both products rounded, strict comparison, magnitude floor
     cand = ((r * r) > (alpha * v)) & (r.abs() >= tau)
+    r, sent, packets = quantize_send(r, cand, residual, segment)
+    v = torch.where(sent, torch.zeros_like(v), zeta * v)
+    return r, v, packets
+
+
+def quantize_send(
+    r: torch.Tensor, cand: torch.Tensor, residual: str, segment: int
+) -> tuple[torch.Tensor, torch.Tensor, list[Packet]]:
+    """Steps 3-5 of the VGC step (shared with top-k): new r, the sent mask and VGC_Q4 packets."""
     # 3. round |r| to a power of two in the log domain, from its bit fields
     rb = r.view(I32)
     ef = (rb >> 23) & 0xFF
@@ -378,11 +443,9 @@ def vgc_step(
     E = E.amax(dim=1, keepdim=True)  # int32[P, 1]; 0 when nothing is sendable (or n = 0)
     k = E - e
     sent = sendable & (k <= 15)
-    # 5. sent values q = sign(r) * 2^(e - 127); residual and variance updates
+    # 5. sent values q = sign(r) * 2^(e - 127); residual update
     q = ((rb & SIGN_BIT) | (e << 23)).view(F32)
-    zero = torch.zeros_like(r)
-    r = torch.where(sent, r - q if residual == "feedback" else zero, r)
-    v = torch.where(sent, zero, zeta * v)
+    r_new = torch.where(sent, r - q if residual == "feedback" else torch.zeros_like(r), r)
     packets = []
     n = r.shape[1]
     for p in range(r.shape[0]):
@@ -390,7 +453,64 @@ def vgc_step(
         sign = ((rb[p, index] >> 31) & 1).to(I64)
         words = _u32_to_i32((index << 5) | (sign << 4) | k[p, index].to(I64))
         packets.append(Packet(segment, n, VGC_Q4, int(E[p, 0]) if index.numel() else 0, words))
-    return r, v, packets
+    return r_new, sent, packets
+
+
+def f32_bits(x: float) -> int:
+    """The bit pattern of float32(x) as an unsigned integer."""
+    return struct.unpack("<I", struct.pack("<f", x))[0]
+
+
+def strom_step(
+    r: torch.Tensor, g: torch.Tensor, tau: torch.Tensor, residual: str, segment: int
+) -> tuple[torch.Tensor, list[Packet]]:
+    """Strom's threshold step (docs/algorithm.md section 4) for every rank; STROM packets.
+
+    r <- r + g; element i is sent when |r_i| >= tau, as q_i = sign(r_i) * tau, and
+    r_i <- r_i - q_i (one rounded subtraction). ``residual`` is accepted and not used:
+    the demo's Strom always feeds back (docs/algorithm.md section 4).
+    """
+    _check("g", ~torch.isfinite(g), g, segment)
+    r = r + g
+    _check("r + g", ~torch.isfinite(r), r, segment)
+    sent = r.abs() >= tau
+    rb = r.view(I32)
+    tau_bits = f32_bits(float(tau))
+    q = ((rb & SIGN_BIT) | tau_bits).view(F32)
+    r_new = torch.where(sent, r - q, r)
+    packets = []
+    n = r.shape[1]
+    for p in range(r.shape[0]):
+        index = sent[p].nonzero().flatten()  # increasing
+        sign = ((rb[p, index] >> 31) & 1).to(I64)
+        packets.append(Packet(segment, n, STROM, tau_bits, _u32_to_i32((index << 1) | sign)))
+    return r_new, packets
+
+
+def topk_count(fraction: float, n: int) -> int:
+    """ceil(fraction * n) (float64 product), at least 1 when n > 0, at most n."""
+    return min(n, max(1, math.ceil(fraction * n))) if n else 0
+
+
+def topk_step(
+    r: torch.Tensor, g: torch.Tensor, fraction: float, residual: str, segment: int
+) -> tuple[torch.Tensor, list[Packet]]:
+    """Top-k (docs/algorithm.md section 5) for every rank: the largest |r|, then VGC's steps 3-5.
+
+    ``residual`` is accepted and not used: the demo's top-k always feeds back.
+    """
+    _check("g", ~torch.isfinite(g), g, segment)
+    r = r + g
+    _check("r + g", ~torch.isfinite(r), r, segment)
+    count = topk_count(fraction, r.shape[1])
+    # |r| as int32 bit patterns orders like |r| (all >= 0, finite); a stable ascending sort
+    # of the negated patterns puts the largest first and ties in increasing index
+    mag = r.abs().view(I32)
+    chosen = torch.sort(-mag, dim=1, stable=True).indices[:, :count]
+    cand = torch.zeros_like(r, dtype=torch.bool)
+    cand.scatter_(1, chosen, True)
+    r_new, _, packets = quantize_send(r, cand, "feedback", segment)
+    return r_new, packets
 
 
 def dense_packets(g: torch.Tensor, segment: int) -> list[Packet]:
@@ -443,6 +563,9 @@ def decode_values(msg: bytes, sizes: list[int]) -> list[tuple[torch.Tensor, torc
             big_e = param & 0xFF
             vbits = ((words >> 4) & 1) << 31 | (big_e - (words & 15)) << 23
             out[sid] = (words >> 5, _u32_to_i32(vbits).view(F32))
+        elif codec == STROM:
+            vbits = (words & 1) << 31 | param
+            out[sid] = (words >> 1, _u32_to_i32(vbits).view(F32))
         else:
             raise MessageError(f"segment {sid}: codec {codec} not handled here")
     if off != len(msg) - 4 or any(o is None for o in out):
@@ -498,6 +621,65 @@ def shard_layout(batch: int, ranks: int) -> list[tuple[int, int]]:
     return out
 
 
+@dataclass
+class Shards:
+    """Each rank's rows of the global batch as a padded [P, B_max] gather (docs/demo.md step 2)."""
+
+    gather: torch.Tensor  # int64[P, B_max], row indices (0 in padded slots)
+    valid: torch.Tensor  # bool[P, B_max]
+    bw: torch.Tensor  # float32[batch]: each row's own float32(B_w)
+
+    @staticmethod
+    def of(shards: list[tuple[int, int]]) -> Shards:
+        ranks = len(shards)
+        b_max = max(stop - start for start, stop in shards)
+        gather = torch.zeros((ranks, b_max), dtype=I64)
+        valid = torch.zeros((ranks, b_max), dtype=torch.bool)
+        bw = torch.empty(shards[-1][1], dtype=F32)
+        for w, (start, stop) in enumerate(shards):
+            gather[w, : stop - start] = torch.arange(start, stop)
+            valid[w, : stop - start] = True
+            bw[start:stop] = float(stop - start)
+        return Shards(gather, valid, bw)
+
+    def rows(self, a: torch.Tensor, zero_padded: bool = False) -> torch.Tensor:
+        """[batch, ...] -> [P, B_max, ...]; padded rows are +0.0 when ``zero_padded``."""
+        out = a[self.gather]
+        if zero_padded:
+            mask = self.valid.reshape(*self.valid.shape, *([1] * (a.dim() - 1)))
+            out = torch.where(mask, out, torch.zeros((), dtype=a.dtype))
+        return out
+
+
+def logits_delta(z: torch.Tensor, labels: torch.Tensor, sh: Shards) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample losses and D of the logits (step 5), each row divided by its rank's float32(B_w)."""
+    p, losses = softmax_loss(z, labels)
+    onehot = torch.zeros_like(p, dtype=torch.bool)
+    onehot[torch.arange(p.shape[0]), labels] = True
+    return losses, torch.where(onehot, p - 1.0, p) / sh.bw[:, None]
+
+
+def dense_grad_var(
+    h: torch.Tensor, D: torch.Tensor, sh: Shards, with_s: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """g_W, g_b (and s_W, s_b) of a dense layer for every rank (steps 6-7), float32[P, n].
+
+    Ordered over each rank's samples b = 0..B_w-1; padded rows carry D = +0.0, which adds
+    nothing to an accumulator that is never -0.0.
+    """
+    ranks = sh.gather.shape[0]
+    hg = sh.rows(h)  # [P, B_max, in]
+    Dg = sh.rows(D, zero_padded=True)  # [P, B_max, out]
+    gw = mm(hg.transpose(1, 2), Dg).reshape(ranks, -1)
+    gb = rowsum(Dg.transpose(1, 2))
+    if not with_s:
+        return gw, gb, None, None
+    D2 = Dg * Dg
+    sw = mm((hg * hg).transpose(1, 2), D2).reshape(ranks, -1)
+    sb = rowsum(D2.transpose(1, 2))
+    return gw, gb, sw, sb
+
+
 def grads(
     params: list[torch.Tensor],
     x: torch.Tensor,
@@ -505,45 +687,166 @@ def grads(
     shards: list[tuple[int, int]],
     with_s: bool,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None, torch.Tensor, torch.Tensor]:
-    """Every rank's g (and s) per segment, float32[P, n]; per-sample losses and logits.
+    """The MLP: every rank's g (and s) per segment, float32[P, n]; per-sample losses and logits.
 
     The forward and backward pass run on the whole global mini-batch at once (each sample's
     row is computed alone), with each row's D divided by its own rank's float32(B_w). The
     sums over samples then run per rank on a [P, B_max, ...] view, padded rows carrying D = 0.
     """
-    ranks = len(shards)
-    b_max = max(stop - start for start, stop in shards)
-    gather = torch.zeros((ranks, b_max), dtype=I64)
-    valid = torch.zeros((ranks, b_max), dtype=torch.bool)
-    bw = torch.empty(x.shape[0], dtype=F32)
-    for w, (start, stop) in enumerate(shards):
-        gather[w, : stop - start] = torch.arange(start, stop)
-        valid[w, : stop - start] = True
-        bw[start:stop] = float(stop - start)
-
+    sh = Shards.of(shards)
     hs, z = forward(params, x)
-    p, losses = softmax_loss(z, labels)
-    onehot = torch.zeros_like(p, dtype=torch.bool)
-    onehot[torch.arange(p.shape[0]), labels] = True
-    D = torch.where(onehot, p - 1.0, p) / bw[:, None]
-
+    losses, D = logits_delta(z, labels, sh)
     n_layers = len(params) // 2
     g: list = [None] * len(params)
     s: list = [None] * len(params)
     for li in range(n_layers - 1, -1, -1):
         h = hs[li]
-        hg = h[gather]  # [P, B_max, in]
-        Dg = torch.where(valid[:, :, None], D[gather], torch.zeros(()))  # [P, B_max, out]
-        g[2 * li] = mm(hg.transpose(1, 2), Dg).reshape(ranks, -1)
-        g[2 * li + 1] = rowsum(Dg.transpose(1, 2))
-        if with_s:
-            D2 = Dg * Dg
-            s[2 * li] = mm((hg * hg).transpose(1, 2), D2).reshape(ranks, -1)
-            s[2 * li + 1] = rowsum(D2.transpose(1, 2))
+        g[2 * li], g[2 * li + 1], s[2 * li], s[2 * li + 1] = dense_grad_var(h, D, sh, with_s)
         if li > 0:
             T = mm(D, params[2 * li].T)
             D = torch.where(h > 0, T, torch.zeros_like(T))
     return g, (s if with_s else None), losses, z
+
+
+# --------------------------------------------------------------------------------------------
+# The CNN (docs/demo.md "CNN" and "The CNN's steps 3, 5, 6 and 7"; docs/algorithm.md 2.1)
+# --------------------------------------------------------------------------------------------
+
+CONV_GEOMETRY = ((5, 2, 2), (3, 2, 1), (3, 2, 1))  # (kernel, stride, padding) of conv0..conv2
+SIGNAL_LENGTH = 40  # MNIST-1D
+MNIST1D_CLASSES = 10
+
+
+def conv_lengths(length: int = SIGNAL_LENGTH) -> list[int]:
+    """Input length of conv0, conv1, conv2 and the last output length: 40, 20, 10, 5."""
+    out = [length]
+    for kernel, stride, pad in CONV_GEOMETRY:
+        out.append((out[-1] + 2 * pad - kernel) // stride + 1)
+    return out
+
+
+def cnn_shapes(channels: list[int]) -> tuple[list[str], list[tuple[int, int]]]:
+    """Segment names and (in, out) of each weight: conv W is [kernel * C_in, C_out]."""
+    lengths = conv_lengths()
+    c_in = [1, *channels]
+    shapes = [(kernel * c_in[i], channels[i]) for i, (kernel, _, _) in enumerate(CONV_GEOMETRY)]
+    shapes.append((lengths[-1] * channels[-1], MNIST1D_CLASSES))
+    names = []
+    for layer in ("conv0", "conv1", "conv2", "dense"):
+        names += [f"{layer}.W", f"{layer}.b"]
+    return names, shapes
+
+
+def im2col(h: torch.Tensor, kernel: int, stride: int, pad: int) -> torch.Tensor:
+    """X[b, p, k*C + c] = hpad[b, p*stride + k, c] (zero padding; copies only): [B, P, kernel*C]."""
+    B, L, C = h.shape
+    z = torch.zeros((B, pad, C), dtype=F32)
+    hpad = torch.cat([z, h, z], dim=1)
+    n_pos = (L + 2 * pad - kernel) // stride + 1
+    idx = torch.arange(n_pos)[:, None] * stride + torch.arange(kernel)[None, :]  # [P, kernel]
+    return hpad[:, idx, :].reshape(B, n_pos, kernel * C)
+
+
+def col2im(T: torch.Tensor, length: int, kernel: int, stride: int, pad: int) -> torch.Tensor:
+    """The input gradient of im2col: each padded input element starts at +0.0 and adds the
+    entries of T copied from it in increasing kernel offset k; then the padding is dropped."""
+    B, n_pos, K = T.shape
+    C = K // kernel
+    acc = torch.zeros((B, length + 2 * pad, C), dtype=F32)
+    for k in range(kernel):  # for a fixed k, the positions p*stride + k are distinct
+        at = slice(k, k + stride * (n_pos - 1) + 1, stride)
+        acc[:, at, :] = acc[:, at, :] + T[:, :, k * C : (k + 1) * C]
+    return acc[:, pad : pad + length, :]
+
+
+def relu(y: torch.Tensor) -> torch.Tensor:
+    return torch.where(y > 0, y, torch.zeros_like(y))
+
+
+def cnn_forward(
+    params: list[torch.Tensor], x: torch.Tensor
+) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Patches X_l and inputs h_l of the three convolutions, the dense input and the logits."""
+    h = x[:, :, None]  # [B, 40, 1], channels last
+    patches, inputs = [], []
+    for li, (kernel, stride, pad) in enumerate(CONV_GEOMETRY):
+        X = im2col(h, kernel, stride, pad)
+        inputs.append(h)
+        patches.append(X)
+        h = relu(mm(X, params[2 * li]) + params[2 * li + 1])  # rows are (b, p); each alone
+    flat = h.reshape(h.shape[0], -1)  # position-major, then channel
+    return patches, inputs, flat, mm(flat, params[6]) + params[7]
+
+
+def cnn_logits(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    return cnn_forward(params, x)[3]
+
+
+def conv_grad_var(
+    X: torch.Tensor, D: torch.Tensor, sh: Shards, form: str | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """g_W, g_b and s_W, s_b of a convolution per rank (docs/algorithm.md 2.1), float32[P, n].
+
+    X: float32[batch, P_l, K], D: float32[batch, P_l, out]; ``form`` is "exact", "approx" or
+    None (no s). Padded samples carry D = +0.0: their products are +-0.0 and their G_b and
+    e_b are +0.0, none of which changes an accumulator that is never -0.0.
+    """
+    ranks = sh.gather.shape[0]
+    Xg = sh.rows(X)  # [P, B_max, P_l, K]
+    Dg = sh.rows(D, zero_padded=True)  # [P, B_max, P_l, out]
+    _, b_max, n_pos, K = Xg.shape
+    out = Dg.shape[-1]
+    Xr = Xg.reshape(ranks, b_max * n_pos, K)  # rows b-major, then p
+    Dr = Dg.reshape(ranks, b_max * n_pos, out)
+    gw = mm(Xr.transpose(1, 2), Dr).reshape(ranks, -1)
+    gb = rowsum(Dr.transpose(1, 2))
+    if form is None:
+        return gw, gb, None, None
+    if form == "approx":
+        D2 = Dr * Dr
+        sw = mm((Xr * Xr).transpose(1, 2), D2).reshape(ranks, -1)
+        sb = rowsum(D2.transpose(1, 2))
+        return gw, gb, sw, sb
+    # exact: G_b = mm(X_b^T, D_b) over p; s_W = sum over b, in order, of G_b (x) G_b
+    G = mm(Xg.transpose(2, 3), Dg)  # [P, B_max, K, out]
+    e = rowsum(Dg.transpose(2, 3))  # [P, B_max, out] = colsum(D_b)
+    sw = torch.zeros((ranks, K, out), dtype=F32)
+    sb = torch.zeros((ranks, out), dtype=F32)
+    for b in range(b_max):
+        sw = sw + G[:, b] * G[:, b]
+        sb = sb + e[:, b] * e[:, b]
+    return gw, gb, sw.reshape(ranks, -1), sb
+
+
+def cnn_grads(
+    params: list[torch.Tensor],
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    shards: list[tuple[int, int]],
+    form: str | None,
+) -> tuple[list[torch.Tensor], list[torch.Tensor] | None, torch.Tensor, torch.Tensor]:
+    """The CNN: every rank's g (and s, in ``form``) per segment; per-sample losses and logits."""
+    sh = Shards.of(shards)
+    patches, inputs, flat, z = cnn_forward(params, x)
+    losses, D = logits_delta(z, labels, sh)
+    g: list = [None] * len(params)
+    s: list = [None] * len(params)
+    g[6], g[7], s[6], s[7] = dense_grad_var(flat, D, sh, form is not None)
+    T = mm(D, params[6].T)
+    D = relu_mask(flat, T).reshape(patches[2].shape[0], patches[2].shape[1], -1)  # [B, P_2, C_2]
+    lengths = conv_lengths()
+    for li in range(2, -1, -1):
+        g[2 * li], g[2 * li + 1], s[2 * li], s[2 * li + 1] = conv_grad_var(patches[li], D, sh, form)
+        if li > 0:
+            kernel, stride, pad = CONV_GEOMETRY[li]
+            T = col2im(mm(D, params[2 * li].T), lengths[li], kernel, stride, pad)
+            D = relu_mask(inputs[li], T)
+    return g, (s if form is not None else None), losses, z
+
+
+def relu_mask(h: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+    """T where ReLU's output h > 0, else +0.0."""
+    return torch.where(h > 0, T, torch.zeros_like(T))
 
 
 def correct(z: torch.Tensor, labels: torch.Tensor) -> int:
@@ -588,10 +891,24 @@ class Result:
 
 def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
     """Run the job with ``ranks`` simulated workers; write the trace when a path is given."""
-    if config.dataset != "synthetic":
-        raise ValueError(f"--dataset {config.dataset}: this replica has only 'synthetic'")
-    if config.method not in ("vgc", "hybrid", "none"):
-        raise ValueError(f"--method {config.method}: this replica has vgc, hybrid and none")
+    if config.dataset not in ("synthetic", "mnist1d", "mnist1d-10k"):
+        raise ValueError(f"--dataset {config.dataset}: this replica has synthetic, mnist1d, mnist1d-10k")
+    if config.model not in ("mlp", "cnn"):
+        raise ValueError(f"--model {config.model}: must be mlp or cnn")
+    if config.model == "cnn" and not config.dataset.startswith("mnist1d"):
+        raise ValueError("--model cnn needs --dataset mnist1d or mnist1d-10k")
+    if config.model == "cnn" and len(config.channels) != 3:
+        raise ValueError(f"--channels {config.channels}: the CNN has three convolutions")
+    if config.variance not in ("exact", "approx"):
+        raise ValueError(f"--variance {config.variance}: must be exact or approx")
+    if config.validation != 0:
+        raise ValueError("--validation: not replicated")
+    if config.method not in ("vgc", "hybrid", "strom", "topk", "none"):
+        raise ValueError(f"--method {config.method}: must be vgc, hybrid, strom, topk or none")
+    if config.method in ("strom", "hybrid") and not config.tau > 0:
+        raise ValueError(f"--method {config.method} needs --tau > 0")
+    if config.method == "topk" and not 0 < config.fraction <= 1:
+        raise ValueError(f"--fraction {config.fraction}: must be in (0, 1]")
     if config.products != "ordered":
         raise ValueError(f"--products {config.products}: only 'ordered' has a documented arithmetic")
     if config.residual not in ("feedback", "reset"):
@@ -599,14 +916,28 @@ def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
     if not 1 <= ranks <= config.batch:
         raise ValueError(f"--ranks {ranks}: must be between 1 and --batch ({config.batch})")
     t0 = time.perf_counter()
-    x, y = synthetic(config.seed, config.samples, config.features, config.classes)
-    data = split_standardise(x, y, config.seed, config.test_fraction)
-    sizes_layers = [config.features, *config.hidden, config.classes]
-    params = init_params(sizes_layers, config.seed)
-    names, shapes = [], []
-    for layer, (n_in, n_out) in enumerate(itertools.pairwise(sizes_layers)):
-        names += [f"layer{layer}.W", f"layer{layer}.b"]
-        shapes += [[n_in, n_out], [n_out]]
+    if config.dataset == "synthetic":
+        x, y = synthetic(config.seed, config.samples, config.features, config.classes)
+        data = split_standardise(x, y, config.seed, config.test_fraction)
+        n_features, n_classes = config.features, config.classes
+    else:
+        data = mnist1d(config.dataset)
+        n_features, n_classes = SIGNAL_LENGTH, MNIST1D_CLASSES
+    if config.model == "cnn":
+        names, weight_shapes = cnn_shapes(config.channels)
+        logits = cnn_logits
+    else:
+        widths = [n_features, *config.hidden, n_classes]
+        weight_shapes = list(itertools.pairwise(widths))
+        names = []
+        for layer in range(len(weight_shapes)):
+            names += [f"layer{layer}.W", f"layer{layer}.b"]
+
+        def logits(params, x):
+            return forward(params, x)[1]
+
+    params = init_params(weight_shapes, config.seed)
+    shapes = [list(p.shape) for p in params]
     sizes = [p.numel() for p in params]
 
     n_train = data.x_train.shape[0]
@@ -625,7 +956,7 @@ def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
     r = [torch.zeros((ranks, n), dtype=F32) for n in sizes]
     v = [torch.zeros((ranks, n), dtype=F32) for n in sizes]
     m = [torch.zeros_like(p) for p in params]
-    compress = config.method != "none"
+    with_s = config.method in ("vgc", "hybrid")  # step 7: s only where the criterion uses it
 
     trace = Trace(trace_path)
     trace.write(
@@ -633,7 +964,7 @@ def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
             "type": "header",
             "format": "vgc-demo-trace",
             "version": TRACE_VERSION,
-            "config": asdict(config),
+            "config": header_config(config),
             "ranks": ranks,
             "segments": [{"name": a, "shape": b, "n": c} for a, b, c in zip(names, shapes, sizes)],
             "steps": total,
@@ -650,11 +981,18 @@ def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
         idx = order[i * config.batch : (i + 1) * config.batch]
         xb, yb = data.x_train[idx], data.y_train[idx]
 
-        g, s, losses, z = grads(params, xb, yb, shards, compress)
+        if config.model == "cnn":
+            g, s, losses, z = cnn_grads(params, xb, yb, shards, config.variance if with_s else None)
+        else:
+            g, s, losses, z = grads(params, xb, yb, shards, with_s)
         per_rank = [[] for _ in range(ranks)]
         for j in range(len(params)):
-            if compress:
+            if with_s:
                 r[j], v[j], packets = vgc_step(r[j], v[j], g[j], s[j], alpha, zeta, tau, config.residual, j)
+            elif config.method == "strom":
+                r[j], packets = strom_step(r[j], g[j], tau, config.residual, j)
+            elif config.method == "topk":
+                r[j], packets = topk_step(r[j], g[j], config.fraction, config.residual, j)
             else:
                 packets = dense_packets(g[j], j)
             for w in range(ranks):
@@ -697,7 +1035,7 @@ def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
         if (t + 1) % config.checksum_every == 0:
             trace.write({"type": "params", "step": t, "sha256": [sha(le_bytes(p)) for p in params]})
         if i == per_epoch - 1 or t == total - 1:
-            _, zt = forward(params, data.x_test)
+            zt = logits(params, data.x_test)
             test_acc = correct(zt, data.y_test) / data.x_test.shape[0]
             trace.write(
                 {
@@ -723,18 +1061,23 @@ def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
 def main(argv: list[str] | None = None) -> int:
     d = Config()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--method", choices=["vgc", "hybrid", "none"], default=d.method)
+    ap.add_argument("--method", choices=["vgc", "hybrid", "strom", "topk", "none"], default=d.method)
+    ap.add_argument("--dataset", choices=["synthetic", "mnist1d", "mnist1d-10k"], default=d.dataset)
+    ap.add_argument("--model", choices=["mlp", "cnn"], default=d.model)
+    ap.add_argument("--channels", default="32,32,32", help="cnn: the 3 convolutions' channels")
+    ap.add_argument("--variance", choices=["exact", "approx"], default=d.variance)
     ap.add_argument("--ranks", type=int, default=4, help="simulated workers (default: 4)")
     ap.add_argument("--trace", metavar="PATH", help="write the trace (docs/trace.md)")
     ap.add_argument("--steps", type=int, default=None, help="stop after this many steps")
     for name in ("samples", "features", "classes", "epochs", "batch", "seed", "checksum_every"):
         ap.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("test_fraction", "lr", "momentum", "weight_decay", "alpha", "zeta", "tau"):
+    for name in ("test_fraction", "lr", "momentum", "weight_decay", "alpha", "zeta", "tau", "fraction"):
         ap.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     ap.add_argument("--hidden", default="128,64", help="hidden widths (default: 128,64)")
     ap.add_argument("--residual", choices=["feedback", "reset"], default=d.residual)
     a = ap.parse_args(argv)
     config = Config(
+        dataset=a.dataset,
         samples=a.samples,
         features=a.features,
         classes=a.classes,
@@ -751,8 +1094,12 @@ def main(argv: list[str] | None = None) -> int:
         zeta=a.zeta,
         tau=a.tau,
         residual=a.residual,
+        fraction=a.fraction,
         seed=a.seed,
         checksum_every=a.checksum_every,
+        model=a.model,
+        channels=[int(c) for c in a.channels.split(",") if c],
+        variance=a.variance,
     )
     torch.set_num_threads(1)
     try:

@@ -143,7 +143,7 @@ def _tie_elements(alpha: float, n: int, seed: int, wrong: list[Callable]) -> tup
     for _ in range(20000):
         if len(picked_r) >= n:
             break
-        r = f32(rng.standard_normal())
+        r = f32(variance_cases.normal(rng, 1)[0])
         t = r * r  # float32, rounded
         v0 = f32(t / a32)
         for step in (0, -1, 1, -2, 2):
@@ -444,8 +444,8 @@ def _segment_id_case(kind: str, segment_id: int) -> Case:
 def _long_segment_case(kind: str) -> Case:
     """n = 300: more elements than any small-number shortcut covers."""
     rng = np.random.default_rng(300)
-    r = (rng.standard_normal(300) * 2.0 ** rng.integers(-6, 6, 300)).astype(f32)
-    g = rng.standard_normal(300).astype(f32)
+    r = (variance_cases.normal(rng, 300) * np.ldexp(1.0, rng.integers(-6, 6, 300))).astype(f32)
+    g = variance_cases.normal(rng, 300).astype(f32)
     c = StepCase(
         "n_300", r.tolist(), g.tolist(), [1.0] * 300, [0.5] * 300, {"tau": 0.5} if kind == "strom" else {}
     )
@@ -463,7 +463,7 @@ def _multi_step(name: str, kind: str, params_kw: dict, steps: int, seed: int):
         want = ref.SegmentState.zeros(n, 5)
         params = ref.VGCParams(**params_kw) if kind == "vgc" else ref.StromParams(**params_kw)
         for t in range(steps):
-            g = (rng.standard_normal(n) * 2.0 ** rng.integers(-8, 8, n)).astype(f32)
+            g = (variance_cases.normal(rng, n) * np.ldexp(1.0, rng.integers(-8, 8, n))).astype(f32)
             s = (g * g * f32(4)).astype(f32)
             if kind == "vgc":
                 want_p, want_err = call(ref.vgc_step, want, g.copy(), s.copy(), params)
@@ -1144,8 +1144,8 @@ def _bad_outs():
 
 def _variance_unmodified(impl):
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((5, 3)).astype(f32)
-    delta = rng.standard_normal((5, 4)).astype(f32)
+    x = variance_cases.normal(rng, (5, 3)).astype(f32)
+    delta = variance_cases.normal(rng, (5, 4)).astype(f32)
     x_in, d_in = x.copy(), delta.copy()
     got, err = call(impl.dense_grad_var, x_in, d_in)
     assert_same_outcome("dense_grad_var", err, None)
@@ -1186,8 +1186,8 @@ def _check_variance_values(impl, batch):
     """g_W, s_W, g_b, s_b of one fixed layer within (B + 2) float32 roundings of the sum of
     absolute terms of the exact per-sample values (the Hypothesis property's bound)."""
     rng = np.random.default_rng(8)
-    x = rng.standard_normal((batch, 3)).astype(f32)
-    delta = (rng.standard_normal((batch, 4)) / batch).astype(f32)
+    x = variance_cases.normal(rng, (batch, 3)).astype(f32)
+    delta = (variance_cases.normal(rng, (batch, 4)) / batch).astype(f32)
     x[0, 0], delta[1, 2] = 0.0, -0.0
     got = impl.dense_grad_var(x.copy(), delta.copy())
     want = ref.per_sample_dense_grad_var(x, delta)
