@@ -3,7 +3,7 @@
     mpiexec -n 4 python -m mpi4py -m mpi_demo train
     python -m mpi_demo train --simulate-ranks 4        # the same job in one process
 
-One step, on every worker w of P (semantics section 9):
+One step, on every worker w of P (docs/algorithm.md section 7):
 
 1. take rank w's contiguous slice of the global mini-batch (B_w samples);
 2. forward and backward pass of the mean loss over those B_w samples; g per segment;
@@ -71,7 +71,7 @@ class TrainResult:
     test_accuracy: float | None
     train_accuracy: float | None
     final_loss: float
-    compression_ratio: float  # sum of dense bytes / sum of message bytes (semantics section 10)
+    compression_ratio: float  # sum of dense bytes / sum of message bytes (docs/algorithm.md section 8)
     sent_fraction: float  # elements sent / elements, over all steps and ranks
     bytes_per_step: float  # mean message length of one rank in one step
     dense_bytes: int  # 4 * number of parameters

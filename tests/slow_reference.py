@@ -1,4 +1,4 @@
-"""A deliberately slow, element-by-element transcription of semantics sections 4, 5 and 7.
+"""A deliberately slow, element-by-element transcription of docs/algorithm.md sections 3 and 4.
 
 It shares no code with vgc_ref: scalars are numpy.float32 (so every add and multiply
 is one rounded float32 operation) and bit fields come from ``struct``. Tests compare

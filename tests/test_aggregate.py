@@ -1,4 +1,4 @@
-"""Rank-ordered aggregation (semantics section 9)."""
+"""Rank-ordered aggregation (docs/algorithm.md section 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The VGC and Strom steps against a direct transcription of semantics sections 4, 5, 7."""
+"""The VGC and Strom steps against a direct transcription of docs/algorithm.md sections 3 and 4."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ there, and this test process has it on) compiles every kernel of
 :mod:`vgc_ref.backends.cuda_kernels` with the launch sites' argument types to PTX for
 sm_80 and sm_90, assembles it with ptxas and disassembles it with nvdisasm, on Numba's
 built-in ``numba.cuda`` and on NVIDIA's ``numba-cuda``. The kernels' results are all
-bit-exact parts of the semantics, so every kernel must be free of contractable float
+bit-exact parts of the protocol, so every kernel must be free of contractable float
 operations, FMA (but for the correctly rounded division's own sequence), float64 and
 flush-to-zero. Control kernels built to break each rule show that the checks catch it.
 

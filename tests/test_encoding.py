@@ -1,4 +1,4 @@
-"""The message container (semantics section 8, docs/format.md): golden files, round trips, rejection.
+"""The message container (docs/format.md): golden files, round trips, rejection.
 
 Malformed messages are built by patching one field of a valid message and recomputing the
 CRC-32, so that the check under test -- not the CRC -- is what fires; each test names the
@@ -135,7 +135,7 @@ def test_golden_encode(name):
 
 
 def test_golden_values():
-    """Spot checks of what the golden words mean, straight from semantics sections 6 and 7."""
+    """Spot checks of what the golden words mean, straight from docs/format.md's VGC_Q4 and STROM codecs."""
     (vgc_q4,) = load_json_packets(GOLDEN / "vgc_q4.json")
     assert vgc_q4.E == 130
     assert vgc_q4.words[0] == vgc(0, 0, 0) and vgc_q4.words[-1] == vgc(999, 1, 15)

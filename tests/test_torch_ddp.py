@@ -258,7 +258,6 @@ def test_unused_tracked_layer_gets_zero_variance():
 def test_example_trains_on_torchrun(tmp_path):
     """examples/ddp_mnist1d.py runs under torchrun on 2 gloo processes (3 steps of each method)
     and prints the demo-style summary with a compression ratio above 1 for vgc."""
-    pytest.importorskip("mnist1d", reason="the example's data needs the mnist1d extra")
     example = Path(__file__).resolve().parent.parent / "examples" / "ddp_mnist1d.py"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     cmd += ["--master_port", str(_free_port()), str(example), "--steps", "3", "--epochs", "1"]

@@ -38,7 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "vgc_ref"
-#: The modules that define the semantics, in the order they are reported.
+#: The modules that define the protocol's arithmetic and format, in the order they are reported.
 MODULES = [
     "criterion",
     "quantize",

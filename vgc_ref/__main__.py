@@ -2,7 +2,7 @@
 
 Four simulated workers see noisy gradients of the same quadratic; each compresses with
 VGC, the messages are aggregated in rank order, and the printout shows how many
-elements were sent and the compression ratio (semantics section 10). The MPI demo
+elements were sent and the compression ratio (docs/algorithm.md section 8). The MPI demo
 (``python -m mpi_demo``) is the full-size version of this.
 """
 

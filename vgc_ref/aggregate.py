@@ -1,4 +1,4 @@
-"""Aggregation across P workers (semantics section 9).
+"""Aggregation across P workers (docs/algorithm.md section 7).
 
 Every worker receives all P messages and computes, per segment, in float32::
 

@@ -56,7 +56,7 @@ class Workload:
     workers: int  # P
     bandwidth: float  # W, bytes/s per link
     latency: float  # L, s per message
-    ratio: float  # compression ratio, dense bytes / message bytes (semantics section 10)
+    ratio: float  # compression ratio, dense bytes / message bytes (docs/algorithm.md section 8)
     compute: float  # s per step: forward + backward without the variance
     variance_fraction: float = 0.1  # extra compute for s, as a fraction of compute
     compress_rate: float = 5e8  # elements/s of the VGC step

@@ -1,6 +1,6 @@
 """The send criterion and the residual update: one step on one segment.
 
-This is the NumPy reference of semantics sections 4, 5 and 7. Each function validates
+This is the NumPy reference of docs/algorithm.md sections 3 and 4. Each function validates
 every input first and raises before touching the state; then it computes the new r and
 v in fresh arrays and writes them into the state at the very end.
 
@@ -147,7 +147,7 @@ def _quantize_and_update(
 
 
 def strom_step(state: SegmentState, g: np.ndarray, params: StromParams) -> Packet:
-    """One step of Strom's threshold baseline on one segment (semantics section 7).
+    """One step of Strom's threshold baseline on one segment (docs/algorithm.md section 4).
 
     ``r <- r + g``; element i is sent when ``|r_i| >= tau``, as ``q_i = sign(r_i) * tau``,
     and ``r_i <- r_i - q_i`` (a rounded float32 subtraction). ``state.v`` is not used.

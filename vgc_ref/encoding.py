@@ -1,4 +1,4 @@
-"""The message container: one worker's packets for one step as bytes (semantics section 8).
+"""The message container: one worker's packets for one step as bytes (docs/format.md).
 
 The byte tables, the decoder's checks in order, and the golden files are in
 docs/format.md; this module follows it field by field. In short (all little-endian,

@@ -2,7 +2,7 @@
 
 A packet is codec-independent data: the segment id, its length n, the codec, the
 codec's one parameter, and a vector of little-endian uint32 words. The words mean,
-per codec (semantics sections 5-7; bit tables in docs/format.md):
+per codec (docs/algorithm.md sections 3-4; bit tables in docs/format.md):
 
 ========  =====================================  ==================================
 codec     param                                  words
@@ -27,7 +27,7 @@ import numpy as np
 
 from vgc_ref import quantize
 
-#: Largest segment length (semantics section 2): indices fit the 27-bit word field.
+#: Largest segment length (docs/algorithm.md section 1): indices fit the 27-bit word field.
 MAX_SEGMENT_LEN = 1 << 27
 
 

@@ -1,4 +1,4 @@
-"""Hyperparameters, validated once and frozen (semantics section 3).
+"""Hyperparameters, validated once and frozen (docs/algorithm.md section 2).
 
 Each float hyperparameter is converted to float32 once, here; the step functions use
 only the float32 values, so every backend multiplies by exactly the same numbers.
@@ -13,7 +13,7 @@ import numpy as np
 
 from vgc_ref.errors import HyperparameterError
 
-#: Residual modes (semantics section 5): what happens to r_i when element i is sent.
+#: Residual modes (docs/algorithm.md section 3): what happens to r_i when element i is sent.
 RESIDUAL_MODES = ("feedback", "reset")
 
 
@@ -76,7 +76,7 @@ class VGCParams:
 
 @dataclass(frozen=True)
 class StromParams:
-    """Hyperparameter of Strom's threshold baseline (semantics section 7).
+    """Hyperparameter of Strom's threshold baseline (docs/algorithm.md section 4).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Quantization to powers of two and the packed words (semantics sections 5-7).
+"""Quantization to powers of two and the packed words (docs/algorithm.md section 3, docs/format.md codecs).
 
 Everything here is integer arithmetic on float32 bit patterns, so every backend gets
 exactly the same answer.

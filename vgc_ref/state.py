@@ -1,4 +1,4 @@
-"""Per-segment state and the segment layout (semantics section 2).
+"""Per-segment state and the segment layout (docs/algorithm.md section 1).
 
 A *segment* is a contiguous float32 vector of at most 2^27 elements; one layer's weight
 is one segment. Each segment carries its own state:

@@ -1,4 +1,4 @@
-"""Gradient and variance term of a dense layer (semantics section 3).
+"""Gradient and variance term of a dense layer (docs/algorithm.md section 2).
 
 For a mini-batch of B samples and the mean loss L = (1/B) sum_z l_z, VGC needs per
 parameter both the gradient g and the variance term::

@@ -6,7 +6,7 @@ NumPy reference, so that any of them can stand in for any other. Choose one by n
 
 Operations (all update state in place only when they do not raise):
 
-* ``vgc_step(state, g, s, params) -> Packet`` -- semantics sections 4-6
+* ``vgc_step(state, g, s, params) -> Packet`` -- docs/algorithm.md section 3
 * ``strom_step(state, g, params) -> Packet`` -- section 7
 * ``check_step(state, g, s) -> None`` -- the validation of a step (s None for Strom),
   without changing anything; used to validate every segment before any is stepped

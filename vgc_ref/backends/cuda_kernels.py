@@ -32,7 +32,7 @@ finds each rank's words for the tile; indices are unique within a rank), divides
 and writes the tile to ``out`` once.
 
 No FMA, no float64, no flush to zero: every float32 add, subtract, multiply and divide
-of the semantics goes through libdevice's round-to-nearest ``fadd_rn``, ``fsub_rn``,
+of the protocol goes through libdevice's round-to-nearest ``fadd_rn``, ``fsub_rn``,
 ``fmul_rn`` and ``fdiv_rn`` (CUDA's ``__fadd_rn`` etc.), which the compiler never
 contracts; float literals are float32. tests/test_cuda_compile.py checks the PTX and the
 SASS of every kernel for this. On the simulator they are plain float32 operations.

@@ -4,7 +4,7 @@ the suite finds them.
 An implementation is a Python module. It either defines the six operations itself, with
 the reference's names and signatures::
 
-    vgc_step(state, g, s, params) -> Packet              semantics sections 4-6
+    vgc_step(state, g, s, params) -> Packet              docs/algorithm.md section 3
     strom_step(state, g, params) -> Packet               section 7
     encode_message(packets) -> bytes                     section 8
     decode_message(data) -> list[Packet]                 section 8

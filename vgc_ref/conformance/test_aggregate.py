@@ -1,4 +1,4 @@
-"""Properties of decode-and-accumulate across P workers (semantics section 9)."""
+"""Properties of decode-and-accumulate across P workers (docs/algorithm.md section 7)."""
 
 from __future__ import annotations
 

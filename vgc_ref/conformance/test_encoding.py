@@ -1,4 +1,4 @@
-"""Properties of the message container (semantics section 8, docs/format.md): packets and
+"""Properties of the message container (docs/format.md): packets and
 bytes identical to the reference, canonical both ways, every malformed message rejected."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Properties of one step on one segment: the criterion, quantization, the residual, and the
-error behaviour (semantics sections 3-5 and 7)."""
+error behaviour (docs/algorithm.md sections 2-4)."""
 
 from __future__ import annotations
 

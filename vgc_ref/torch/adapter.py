@@ -55,7 +55,7 @@ def _through_tensor(a):
 
 
 def vgc_step(state, g, s, params):
-    """The hook's VGC step on tensor views of g and s (semantics sections 4-6)."""
+    """The hook's VGC step on tensor views of g and s (docs/algorithm.md section 3)."""
     return get_backend().vgc_step(state, _through_tensor(g), _through_tensor(s), params)
 
 

@@ -1,4 +1,4 @@
-"""Variance terms s of nn.Linear, nn.Conv1d and nn.Conv2d in torch ops (semantics section 3).
+"""Variance terms s of nn.Linear, nn.Conv1d and nn.Conv2d in torch ops (docs/algorithm.md section 2).
 
 For the mean loss L = (1/B) sum_z l_z over a mini-batch of B samples, VGC needs per
 parameter the uncentered variance term ``s = (1/B^2) sum_z grad(l_z)^2``. Every formula

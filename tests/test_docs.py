@@ -1,0 +1,43 @@
+"""The docs are self-contained: no reference to a document outside the repository, and
+every relative link in README.md and docs/ names a file that exists."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tracked(*patterns: str) -> list[Path]:
+    done = subprocess.run(["git", "ls-files", *patterns], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode == 0 and done.stdout.strip():
+        return [ROOT / line for line in done.stdout.split()]
+    return sorted(p for pattern in patterns for p in ROOT.glob(pattern))  # an sdist: no git
+
+
+def test_no_reference_to_the_outside_semantics_document():
+    """The normative text is docs/algorithm.md and docs/format.md: code and docs cite those,
+    never "semantics section N" of a document that is not in the repository."""
+    outside = re.compile(r"semantics,? sections? \d|" + "shared" + r"/spec|semantics\.md", re.I)
+    hits = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in _tracked("*.md", "*.py", "**/*.md", "**/*.py", "**/*.c", "**/*.h")
+        if path.is_file()
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if outside.search(line)
+    ]
+    assert hits == []
+
+
+def test_relative_links_name_files_that_exist():
+    link = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+    broken = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in link.findall(path.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (path.parent / target).exists():
+                broken.append(f"{path.relative_to(ROOT)}: {target}")
+    assert broken == []
