@@ -470,3 +470,25 @@ def test_numba_fast_decode_accepts_exactly_what_the_reference_accepts(message):
     assert (got is None) == (want is None)
     if want is not None:
         assert got == want
+
+
+def test_vgc_step_without_s_is_an_input_error_after_gs_checks(backend):
+    """s = None is refused as InputError("s") (None means "no variance" only for Strom);
+    a bad g is still reported first, as for any other bad s (docs/conformance.md)."""
+    state = SegmentState.zeros(3, segment_id=2)
+    with pytest.raises(InputError) as err:
+        backend.vgc_step(state, np.ones(3, np.float32), None, VGCParams(alpha=2.0))
+    assert err.value.name == "s"
+    with pytest.raises(NonFiniteError) as err:
+        backend.vgc_step(state, np.array([1.0, np.nan, 1.0], np.float32), None, VGCParams(alpha=2.0))
+    assert (err.value.name, err.value.segment, err.value.index) == ("g", 2, 1)
+    assert state.r.tolist() == [0.0] * 3 and state.v.tolist() == [0.0] * 3
+
+
+def test_decode_accumulate_of_no_messages_names_messages(backend):
+    with pytest.raises(InputError) as err:
+        backend.decode_accumulate([], [0])
+    assert err.value.name == "messages"
+    with pytest.raises(InputError) as err:
+        backend.decode_accumulate(iter(()), [])
+    assert err.value.name == "messages"

@@ -7,6 +7,7 @@ FormatError's field and byte offset.
 
 from __future__ import annotations
 
+import array
 import importlib.util
 import json
 import struct
@@ -722,10 +723,25 @@ def test_decoder_touches_nothing():
     assert bytes(bad) == before
 
 
-@pytest.mark.parametrize("data", ["VGCM", [1, 2, 3], None, 12])
-def test_decoder_rejects_non_bytes(data):
-    with pytest.raises(InputError):
+EMPTY = encode_message([])
+
+
+@pytest.mark.parametrize(
+    "data",
+    ["VGCM", [1, 2, 3], None, 12, np.frombuffer(EMPTY, np.uint8), array.array("B", EMPTY)],
+    ids=["str", "list", "None", "int", "ndarray", "array"],
+)
+def test_decoder_rejects_what_is_not_bytes_bytearray_or_memoryview(data):
+    """Only bytes, bytearray and memoryview are messages (docs/conformance.md): other buffer
+    objects, even holding a valid message, are refused with InputError("data")."""
+    with pytest.raises(InputError) as err:
         decode_message(data)
+    assert err.value.name == "data"
+
+
+def test_a_memoryview_of_any_buffer_is_read_as_its_bytes():
+    assert decode_message(memoryview(np.frombuffer(EMPTY, np.uint8))) == []
+    assert decode_message(memoryview(bytearray(EMPTY))) == []
 
 
 # --------------------------------------------------------------------------------------

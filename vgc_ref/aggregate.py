@@ -23,8 +23,9 @@ from vgc_ref.packet import MAX_SEGMENT_LEN, Packet, packet_entries
 from vgc_ref.state import check_vector
 
 
-def check_messages(messages: object) -> None:
-    """``messages`` is a sequence of P messages, not one message (whose items would be ints).
+def check_messages(messages: object) -> list:
+    """``messages`` as a list of P >= 1 messages: a sequence of them, not one message (whose
+    items would be ints), and not empty. The messages themselves are checked by the decoder.
 
     Shared by every backend's decode_accumulate, so all reject the same input alike.
     """
@@ -36,6 +37,10 @@ def check_messages(messages: object) -> None:
         )
     if not isinstance(messages, Iterable):
         raise InputError("messages", type(messages).__name__, "must be a sequence of P messages")
+    messages = list(messages)
+    if not messages:
+        raise InputError("messages", "0 messages", "needs at least one worker's message")
+    return messages
 
 
 def check_sizes(sizes: object) -> list[int]:
@@ -156,9 +161,8 @@ def decode_accumulate(
     names the rank in its message. ``messages`` must be a sequence (one bytes object is
     refused, not read as a sequence of ints) and ``sizes`` integers.
     """
-    check_messages(messages)
     packet_lists = []
-    for rank, message in enumerate(messages):
+    for rank, message in enumerate(check_messages(messages)):
         try:
             packet_lists.append(decode_message(message))
         except FormatError as err:

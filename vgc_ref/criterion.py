@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from vgc_ref import quantize
-from vgc_ref.errors import AccumulatorOverflowError, NegativeVarianceError, NonFiniteError
+from vgc_ref.errors import AccumulatorOverflowError, InputError, NegativeVarianceError, NonFiniteError
 from vgc_ref.packet import Codec, Packet
 from vgc_ref.params import StromParams, TopKParams, VGCParams
 from vgc_ref.state import SegmentState, check_segment_id, check_vector
@@ -75,6 +75,14 @@ def accumulate(
     return r, v
 
 
+def missing_variance() -> InputError:
+    """The error of vgc_step given s = None (None means "no variance" only to Strom's checks).
+
+    Every backend's vgc_step raises it after g's checks, where any other bad s is reported.
+    """
+    return InputError("s", "None", "must be a float32 array of the segment's length (vgc_step needs it)")
+
+
 def vgc_step(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParams) -> Packet:
     """One VGC step on one segment: update ``state`` in place and return its packet.
 
@@ -96,6 +104,9 @@ def vgc_step(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParam
     """
     if not isinstance(params, VGCParams):
         raise TypeError(f"params must be VGCParams, not {type(params).__name__}")
+    if s is None:
+        accumulate(state, g, None)  # g's errors first
+        raise missing_variance()
     # 1. Accumulate (validates everything; the state is untouched until the end).
     r, v = accumulate(state, g, s)
 

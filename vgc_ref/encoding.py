@@ -428,10 +428,9 @@ def decode_message(data: bytes | bytearray | memoryview) -> list[Packet]:
     InputError
         If ``data`` is not a bytes-like object.
     """
-    try:
-        buf = memoryview(data).tobytes()
-    except TypeError:
-        raise InputError("data", type(data).__name__, "expected bytes, bytearray or memoryview") from None
+    if not isinstance(data, (bytes, bytearray, memoryview)):  # docs/conformance.md: these three only
+        raise InputError("data", type(data).__name__, "expected bytes, bytearray or memoryview")
+    buf = memoryview(data).tobytes()  # a memoryview is read as its bytes, in C order
     segments = _read_frame(buf)
     _check_crc(buf)
     seen: dict[int, int] = {}  # segment_id -> byte offset of its segment

@@ -179,7 +179,7 @@ def make_aggregate(
                     index, value = packet_entries(p)
                     acc[p.segment_id][index] += value
             if not messages:
-                raise InputError("packet_lists", "0 ranks", "needs at least one worker's packets")
+                raise InputError("messages", "0 messages", "needs at least one worker's message")
             for a in acc:
                 a[...] = a / np.float32(len(messages))
             return list(acc)
@@ -192,7 +192,7 @@ def make_aggregate(
                 wrapped.rank = rank
                 raise wrapped from err
         if not packet_lists:
-            raise InputError("packet_lists", "0 ranks", "needs at least one worker's packets")
+            raise InputError("messages", "0 messages", "needs at least one worker's message")
         _check_layout(packet_lists, sizes)
         if check_out:
             _check_out(out, sizes)

@@ -65,7 +65,7 @@ from vgc_ref import quantize
 from vgc_ref.aggregate import check_messages, rank_ordered_segments
 from vgc_ref.backends import Backend
 from vgc_ref.backends.numba_portable import dense_grad_var
-from vgc_ref.criterion import check_finite
+from vgc_ref.criterion import check_finite, missing_variance
 from vgc_ref.encoding import decode_message
 from vgc_ref.errors import (
     AccumulatorOverflowError,
@@ -755,6 +755,9 @@ def vgc_step(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParam
     """
     if not isinstance(params, VGCParams):
         raise TypeError(f"params must be VGCParams, not {type(params).__name__}")
+    if s is None:
+        check_step(state, g, None)  # g's errors first
+        raise missing_variance()
     g, s, r, v, max_bits = _vgc_scan_checked(state, g, s, params)
     E = _largest_exponent(int(max_bits.max(initial=0)))
     threshold = _send_threshold(E, params.tau32)
@@ -837,9 +840,8 @@ def decode_messages(messages: Sequence[bytes]) -> list[list[Packet]]:
     decoded by the reference decoder, which then raises the reference's error (or, should
     the fast check ever be stricter than the reference, returns the packets).
     """
-    check_messages(messages)
     packet_lists = []
-    for rank, message in enumerate(messages):
+    for rank, message in enumerate(check_messages(messages)):
         packets = _fast_decode(message)
         if packets is None:
             try:

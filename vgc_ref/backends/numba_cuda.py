@@ -56,6 +56,7 @@ from vgc_ref.backends.numba_cpu import (
     _raise_first_bad,
     decode_messages,
 )
+from vgc_ref.criterion import missing_variance
 from vgc_ref.errors import InputError, NonFiniteError
 from vgc_ref.packet import MAX_SEGMENT_LEN, Codec, Packet
 from vgc_ref.params import StromParams, VGCParams
@@ -361,6 +362,9 @@ def vgc_step(state, g, s, params: VGCParams) -> Packet:
     """
     if not isinstance(params, VGCParams):
         raise TypeError(f"params must be VGCParams, not {type(params).__name__}")
+    if s is None:
+        check_step(state, g, None)  # g's errors first
+        raise missing_variance()
     step = _Step(state, g, s)
     alpha, tau = params.alpha32, params.tau32
     if not _scan_reused(step, g, s, alpha, tau):
