@@ -41,3 +41,36 @@ def test_relative_links_name_files_that_exist():
             if not (path.parent / target).exists():
                 broken.append(f"{path.relative_to(ROOT)}: {target}")
     assert broken == []
+
+
+def test_conformance_catalogue_lists_every_property_and_the_table_size():
+    """docs/conformance.md's property catalogue has a row for every property of the kit and
+    no other, and states the deterministic layer's case count as the table has it."""
+    import inspect
+
+    from vgc_ref.conformance import (
+        adapter,
+        table,
+        test_aggregate,
+        test_conv_variance,
+        test_encoding,
+        test_stateful,
+        test_step,
+        test_table,
+        test_variance,
+    )
+
+    modules = (test_step, test_encoding, test_aggregate, test_stateful, test_variance, test_conv_variance)
+    properties = {
+        name
+        for module in (*modules, test_table)
+        for name, fn in inspect.getmembers(module, inspect.isfunction)
+        if name.startswith("test_") and fn.__module__ == module.__name__
+    }
+    text = (ROOT / "docs" / "conformance.md").read_text()
+    catalogue = text.split("## The property catalogue")[1].split("\n## ")[0]
+    rows = set(re.findall(r"^\| `(test_\w+)", catalogue, flags=re.M))
+    assert rows == properties
+    fast = sum(not c.slow for c in table.CASES)
+    assert f"{fast:,} hand-picked cases" in text and f"{fast:,} cases (`--list`" in text
+    assert len(adapter.OPERATIONS) == 7 and "defines these seven functions" in text

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -253,6 +253,8 @@ def encode_message(packets: Sequence[Packet]) -> bytes:
         If a packet breaks a content rule (see :func:`validate_packet`) or repeats a
         segment id; the name gives its position, e.g. ``packets[2].words[5]``.
     """
+    if isinstance(packets, (str, bytes, bytearray, memoryview, Packet)) or not isinstance(packets, Iterable):
+        raise InputError("packets", type(packets).__name__, "expected a sequence of Packet")
     packets = list(packets)
     seen: dict[int, int] = {}  # segment_id -> position
     for position, packet in enumerate(packets):

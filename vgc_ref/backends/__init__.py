@@ -7,11 +7,12 @@ NumPy reference, so that any of them can stand in for any other. Choose one by n
 Operations (all update state in place only when they do not raise):
 
 * ``vgc_step(state, g, s, params) -> Packet`` -- docs/algorithm.md section 3
-* ``strom_step(state, g, params) -> Packet`` -- section 7
+* ``strom_step(state, g, params) -> Packet`` -- section 4
 * ``check_step(state, g, s) -> None`` -- the validation of a step (s None for Strom),
   without changing anything; used to validate every segment before any is stepped
-* ``decode_accumulate(messages, sizes, out=None) -> list[ndarray]`` -- section 9
-* ``dense_grad_var(x, delta) -> (g_W, s_W, g_b, s_b)`` -- section 3
+* ``decode_accumulate(messages, sizes, out=None) -> list[ndarray]`` -- section 7
+* ``dense_grad_var(x, delta) -> (g_W, s_W, g_b, s_b)`` -- section 2
+* ``conv_grad_var(patches, delta, form) -> (g_W, s_W, g_b, s_b)`` -- section 2.1
 
 Backends are loaded lazily: importing vgc_ref compiles nothing.
 """
@@ -40,6 +41,7 @@ class Backend:
     check_step: Callable
     decode_accumulate: Callable
     dense_grad_var: Callable
+    conv_grad_var: Callable
 
 
 #: name -> module that defines ``BACKEND``. Add a backend by adding one line here.

@@ -80,3 +80,12 @@ def conv_grad(patches: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.nd
     b, p, k = patches.shape
     d = delta.reshape(b * p, -1)
     return numba_portable.matmul_tn(patches.reshape(b * p, k), d), numba_portable.column_sums(d)
+
+
+def conv_grad_var(
+    patches: np.ndarray, delta: np.ndarray, form: str = "exact"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """g_W, s_W, g_b, s_b of a convolution; twin of :func:`vgc_ref.variance.conv_grad_var`."""
+    g_w, g_b = conv_grad(patches, delta)
+    s_w, s_b = conv_var(patches, delta, form)
+    return g_w, s_w, g_b, s_b

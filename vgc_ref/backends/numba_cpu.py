@@ -63,7 +63,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 
 from vgc_ref import quantize
 from vgc_ref.aggregate import check_messages, rank_ordered_segments
-from vgc_ref.backends import Backend
+from vgc_ref.backends import Backend, numba_conv
 from vgc_ref.backends.numba_portable import dense_grad_var
 from vgc_ref.criterion import check_finite, missing_variance
 from vgc_ref.encoding import decode_message
@@ -904,4 +904,5 @@ BACKEND = Backend(
     check_step=check_step,
     decode_accumulate=decode_accumulate,
     dense_grad_var=dense_grad_var,
+    conv_grad_var=numba_conv.conv_grad_var,
 )

@@ -48,7 +48,7 @@ import numpy as np
 from numba import cuda
 
 from vgc_ref.aggregate import rank_ordered_segments
-from vgc_ref.backends import Backend
+from vgc_ref.backends import Backend, numba_conv
 from vgc_ref.backends import cuda_kernels as kern
 from vgc_ref.backends.numba_cpu import (
     _check_vectors,
@@ -515,4 +515,5 @@ BACKEND = Backend(
     check_step=check_step,
     decode_accumulate=decode_accumulate,
     dense_grad_var=dense_grad_var,
+    conv_grad_var=numba_conv.conv_grad_var,
 )

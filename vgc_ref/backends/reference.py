@@ -3,7 +3,7 @@
 from vgc_ref.aggregate import decode_accumulate
 from vgc_ref.backends import Backend
 from vgc_ref.criterion import accumulate, strom_step, vgc_step
-from vgc_ref.variance import dense_grad_var
+from vgc_ref.variance import conv_grad_var, dense_grad_var
 
 
 def check_step(state, g, s=None) -> None:
@@ -18,4 +18,5 @@ BACKEND = Backend(
     check_step=check_step,
     decode_accumulate=decode_accumulate,
     dense_grad_var=dense_grad_var,
+    conv_grad_var=conv_grad_var,
 )

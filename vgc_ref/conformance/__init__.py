@@ -115,6 +115,8 @@ def run(
         return 2
     for op in loaded.missing:
         print(f"vgc_ref.conformance: {op} is not defined in {impl}")
+    for op in loaded.borrowed:
+        print(f"vgc_ref.conformance: {op} is the reference's (the BACKEND module {impl} does not define it)")
 
     os.environ["VGC_IMPL"] = impl
     os.environ["VGC_MAX_EXAMPLES"] = str(max_examples)
@@ -143,6 +145,7 @@ def run(
     meta = {
         "impl": impl,
         "missing_operations": list(loaded.missing),
+        "borrowed_operations": list(loaded.borrowed),
         "max_examples": max_examples,
         "derandomize": derandomize,
         "shrink": shrink,

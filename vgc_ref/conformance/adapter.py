@@ -5,17 +5,18 @@ An implementation is a Python module. It either defines the six operations itsel
 the reference's names and signatures::
 
     vgc_step(state, g, s, params) -> Packet              docs/algorithm.md section 3
-    strom_step(state, g, params) -> Packet               section 7
-    encode_message(packets) -> bytes                     section 8
-    decode_message(data) -> list[Packet]                 section 8
-    decode_accumulate(messages, sizes, out=None) -> list[ndarray]   section 9
-    dense_grad_var(x, delta) -> (g_W, s_W, g_b, s_b)     section 3
-    conv_grad_var(patches, delta, form) -> (g_W, s_W, g_b, s_b)   docs/algorithm.md 3.2
+    strom_step(state, g, params) -> Packet               section 4
+    encode_message(packets) -> bytes                     docs/format.md
+    decode_message(data) -> list[Packet]                 docs/format.md
+    decode_accumulate(messages, sizes, out=None) -> list[ndarray]   section 7
+    dense_grad_var(x, delta) -> (g_W, s_W, g_b, s_b)     section 2
+    conv_grad_var(patches, delta, form) -> (g_W, s_W, g_b, s_b)   section 2.1
 
 or it defines ``BACKEND``, a :class:`vgc_ref.backends.Backend`; then the step,
-aggregation and variance operations come from the backend, and encode_message /
-decode_message from the module when it defines them, else from the reference (a backend
-that does not touch the wire format shares the reference's codec).
+aggregation and both variance operations come from the backend's own kernels (never the
+reference's), and encode_message / decode_message from the module when it defines them,
+else from the reference (a backend that does not touch the wire format shares the
+reference's codec; :attr:`Impl.borrowed` lists them and the report says so).
 
 The exchange types are vgc_ref's own: :class:`vgc_ref.SegmentState` (updated in place),
 :class:`vgc_ref.VGCParams`, :class:`vgc_ref.StromParams`, :class:`vgc_ref.Packet`,
@@ -47,7 +48,7 @@ OPERATIONS = (
     "conv_grad_var",
 )
 #: Operations a BACKEND object provides (the rest come from the module or the reference).
-BACKEND_OPERATIONS = ("vgc_step", "strom_step", "decode_accumulate", "dense_grad_var")
+BACKEND_OPERATIONS = ("vgc_step", "strom_step", "decode_accumulate", "dense_grad_var", "conv_grad_var")
 
 #: Environment variable naming the implementation under test (module, file or backend:NAME).
 ENV_IMPL = "VGC_IMPL"
@@ -83,6 +84,8 @@ class Impl:
     dense_grad_var: Callable
     conv_grad_var: Callable
     missing: tuple[str, ...] = field(default=())
+    #: Operations a BACKEND module took from the reference (its codec), not from itself.
+    borrowed: tuple[str, ...] = field(default=())
 
     def __repr__(self) -> str:
         return f"Impl({self.name!r})"
@@ -125,7 +128,7 @@ def load_impl(spec: str | None = None) -> Impl:
     import vgc_ref
 
     ops: dict[str, Callable] = {}
-    missing = []
+    missing, borrowed = [], []
     backend_obj = getattr(module, "BACKEND", None)
     for op in OPERATIONS:
         fn = getattr(module, op, None)
@@ -133,8 +136,9 @@ def load_impl(spec: str | None = None) -> Impl:
             fn = getattr(backend_obj, op, None)
         elif backend_obj is not None and fn is None:
             fn = getattr(vgc_ref, op)  # the backend shares the reference's codec
+            borrowed.append(op)
         if not callable(fn):
             missing.append(op)
             fn = _missing(op, spec)
         ops[op] = fn
-    return Impl(name=spec, missing=tuple(missing), **ops)
+    return Impl(name=spec, missing=tuple(missing), borrowed=tuple(borrowed), **ops)

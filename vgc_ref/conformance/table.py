@@ -1220,6 +1220,35 @@ BAD_LAYERS = {
 }
 
 
+def _conv_bits(make, form):
+    """conv_grad_var on one hand-picked layer in one form: the reference's bits (the fixed
+    order of docs/algorithm.md section 2.1, decision 11); inputs unmodified."""
+
+    def run(impl):
+        x, delta = make()
+        x_in, d_in = x.copy(), delta.copy()
+        got, err = call(impl.conv_grad_var, x_in, d_in, form)
+        assert_same_outcome(f"conv_grad_var({form})", err, None)
+        want = ref.conv_grad_var(x, delta, form)
+        assert isinstance(got, (tuple, list)) and len(got) == 4, "must return (g_W, s_W, g_b, s_b)"
+        for name, g, w in zip(("g_W", "s_W", "g_b", "s_b"), got, want):
+            assert_bits_equal(f"conv_grad_var({form}) {name}", g, w)
+        assert_bits_equal("input patches (must not be modified)", x_in, x)
+        assert_bits_equal("input delta (must not be modified)", d_in, delta)
+
+    return run
+
+
+def _bad_conv_run(name):
+    def run(impl):
+        args = variance_cases.BAD_CONVS[name](np.ones((3, 2, 4), f32), np.ones((3, 2, 5), f32), "exact")
+        _, want_err = call(ref.conv_grad_var, *args)
+        _, got_err = call(impl.conv_grad_var, *args)
+        assert_same_outcome(f"conv_grad_var({name})", got_err, want_err)
+
+    return run
+
+
 def _bad_layer_run(name):
     def run(impl):
         x = np.ones((3, 2), f32)
@@ -1370,6 +1399,20 @@ def all_cases() -> list[Case]:
     for name, make in variance_cases.EDGE_LAYERS.items():
         rules = ("algorithm:2", "decision:14") + (("decision:3",) if name == "no_fma" else ())
         cases.append(Case(f"variance.bits_{name}", rules, _variance_bits(make), variance_cases.WHY[name]))
+    for name in variance_cases.BAD_CONVS:
+        cases.append(Case(f"conv.{name}", ("algorithm:2.1", "error:11"), _bad_conv_run(name)))
+    for name, make in variance_cases.CONV_EDGE_LAYERS.items():
+        for form in ("exact", "approx"):
+            rules = ("algorithm:2.1", "decision:11") + (("decision:3",) if name == "no_fma" else ())
+            cases.append(
+                Case(
+                    f"conv.bits_{name}.{form}",
+                    rules,
+                    _conv_bits(make, form),
+                    variance_cases.CONV_WHY[name],
+                    "test_conv_grad_var_equals_reference_on_edge_cases",
+                )
+            )
     cases.append(
         Case(
             "slow.max_index_step",
@@ -1404,7 +1447,6 @@ def run_case(impl, case: Case) -> str | None:
 
 #: Rules of the normative docs that no operation of the adapter protocol can show.
 NOT_IN_PROTOCOL = {
-    "decision:11": "convolution variance is not offered, so there is nothing to call",
     "decision:13": "top-k is not an operation of the adapter protocol",
 }
 
@@ -1421,7 +1463,7 @@ def doc_rules(docs_dir) -> list[str]:
     section3 = algorithm.split("## 3. One step on one segment")[1].split("\n## ")[0]
     rules += [f"algorithm:3.{m}" for m in re.findall(r"^(\d)\. \*\*", section3, flags=re.M)]
     rules.append("algorithm:3.hybrid")
-    rules += ["algorithm:1", "algorithm:2", "algorithm:4", "algorithm:7"]
+    rules += ["algorithm:1", "algorithm:2", "algorithm:2.1", "algorithm:4", "algorithm:7"]
     decisions = algorithm.split("## Decisions of this project")[1]
     rules += [f"decision:{m}" for m in re.findall(r"^(\d+)\. ", decisions, flags=re.M)]
     fmt = (docs / "format.md").read_text().split("## What a decoder rejects")[1].split("\n## ")[0]

@@ -126,3 +126,109 @@ def random_layer(seed: int = 10, batch: int = 64, n_in: int = 12, n_out: int = 1
         return a
 
     return matrix((batch, n_in)), matrix((batch, n_out))
+
+
+# --------------------------------------------------------------------------------------
+# Convolutions (docs/algorithm.md section 2.1): patches X float32[B, P, K], D float32[B, P, out]
+# --------------------------------------------------------------------------------------
+
+
+def _conv_no_fma():
+    # One sample, two positions: G = +0.0 (+) -(1+2^-11) (+) fl((1+2^-12)^2) = 0 in order
+    # with each product rounded; an FMA keeps 2^-24 (exact: s = 0 vs 2^-48).
+    x, delta = _no_fma()
+    return x[None], delta[None]
+
+
+def _conv_positions_in_order():
+    # exact: G_b sums its positions in order: 2^24 + 1 + 1 stays 2^24 (pairwise: 2^24 + 2).
+    return np.ones((1, 3, 1), F32), np.array([[[2.0**24], [1.0], [1.0]]], F32)
+
+
+def _conv_samples_in_order():
+    # exact: s sums the samples' squares in order: G = (2^12, 1, 1) gives 2^24 + 1 + 1 = 2^24
+    # in order (pairwise 2^24 + 2); approx has the same rows, b-major.
+    return np.ones((3, 1, 1), F32), np.array([[[2.0**12]], [[1.0]], [[1.0]]], F32)
+
+
+def _conv_rows_b_major():
+    # approx and g_W: the B*P rows in b-major order, (b0p0, b0p1, b1p0, b1p1) = (2^24, 1,
+    # -2^24, 1): ((2^24 + 1) - 2^24) + 1 = 1; p-major gives (2^24 - 2^24) + 1 + 1 = 2.
+    delta = np.array([[[2.0**24], [1.0]], [[-(2.0**24)], [1.0]]], F32)
+    return np.ones((2, 2, 1), F32), delta
+
+
+def _conv_long_batch():
+    # 260 samples of 2 positions: 2^24 first, then 519 ones: every one is lost in order
+    # (rows b-major, from +0.0); blocked or tree sums keep some.
+    x = np.ones((260, 2, 1), F32)
+    delta = np.ones((260, 2, 1), F32)
+    delta[0, 0] = 2.0**24
+    return x, delta
+
+
+def _conv_squares_rounded_first():
+    # approx: (x (x) x) (x) (D (x) D), each square rounded first; exact: fl(x D) squared.
+    x, delta = _squares_rounded_first()
+    return x[None], delta[None]
+
+
+def _conv_signed_zeros():
+    # -0.0 products and G = -0.0 sum to +0.0 from a +0.0 accumulator.
+    x, delta = _signed_zeros()
+    return x[None], delta[None]
+
+
+def _conv_subnormals():
+    # Subnormal products, sums and squares kept (no flush to zero).
+    x, delta = _subnormals()
+    return x[None], delta[None]
+
+
+def _conv_wide():
+    # K = 7, out = 5, B = 3, P = 4 of many magnitudes: every loop bound of a kernel's
+    # blocking over K and out, with products that round.
+    rng = np.random.default_rng(21)
+    x = (normal(rng, (3, 4, 7)) * np.ldexp(1.0, rng.integers(-12, 12, (3, 4, 7)))).astype(F32)
+    delta = (normal(rng, (3, 4, 5)) * np.ldexp(1.0, rng.integers(-12, 12, (3, 4, 5)))).astype(F32)
+    return x, delta
+
+
+#: Hand-picked convolution layers, each pinning one rule of the fixed order of section 2.1;
+#: every layer is checked in both forms.
+CONV_EDGE_LAYERS = {
+    "no_fma": _conv_no_fma,
+    "positions_in_order": _conv_positions_in_order,
+    "samples_in_order": _conv_samples_in_order,
+    "rows_b_major": _conv_rows_b_major,
+    "long_batch": _conv_long_batch,
+    "squares_rounded_first": _conv_squares_rounded_first,
+    "signed_zeros": _conv_signed_zeros,
+    "subnormals": _conv_subnormals,
+    "wide": _conv_wide,
+}
+
+CONV_WHY = {
+    "no_fma": "each product rounded before it is added (an FMA keeps 2^-24)",
+    "positions_in_order": "exact: a sample's positions added in order (2^24 + 1 + 1 stays 2^24)",
+    "samples_in_order": "exact: the samples' squares added in order (2^24 + 1 + 1 stays 2^24)",
+    "rows_b_major": "g_W and approx: the B*P rows added b-major (p-major gives 2 instead of 1)",
+    "long_batch": "520 rows added in order from +0.0 (blocked or tree sums keep some ones)",
+    "squares_rounded_first": "approx: x*x and D*D rounded before their product; exact: fl(x*D) squared",
+    "signed_zeros": "the accumulators start at +0.0: -0.0 terms sum to +0.0",
+    "subnormals": "subnormal products, sums and squares kept, not flushed to zero",
+    "wide": "K = 7, out = 5: every element of W in its own fixed order",
+}
+
+
+#: Invalid inputs of conv_grad_var, made from valid (patches, delta, form): the reference's
+#: InputError and ``name`` (docs/conformance.md, "Which error wins").
+BAD_CONVS = {
+    "patches_float64": lambda x, d, f: (x.astype(np.float64), d, f),
+    "delta_2d": lambda x, d, f: (x, d[0], f),
+    "positions_mismatch": lambda x, d, f: (x, d[:, 1:], f),
+    "empty_batch": lambda x, d, f: (x[:0], d[:0], f),
+    "unknown_form": lambda x, d, f: (x, d, "cheap"),
+    "float64_and_unknown_form": lambda x, d, f: (x.astype(np.float64), d, "cheap"),
+    "patches_list": lambda x, d, f: (x.tolist(), d, f),
+}
