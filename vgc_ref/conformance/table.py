@@ -966,6 +966,10 @@ INVALID_PACKETS: dict[str, list] = {
     "dense_count_above_n": [_packet(codec=ref.Codec.DENSE, param=0, n=1, words=[0, 0])],
     "dense_nan": [_packet(codec=ref.Codec.DENSE, param=0, n=1, words=[0x7FC00000])],
     "later_packet_invalid": [_GOOD, _packet(segment_id=1, param=0)],
+    # Which error wins (docs/conformance.md): each packet completely, in list order; its
+    # repeated segment id last.
+    "content_error_before_a_later_bad_field": [_packet(param=0), _packet(segment_id=1 << 32)],
+    "own_content_before_repeated_id": [_GOOD, _packet(param=0)],
 }
 
 
@@ -1099,6 +1103,25 @@ def _read_only(n):
     a = np.full(n, f32(-7.5))
     a.setflags(write=False)
     return a
+
+
+def _precedence_aggregations():
+    """Two faults in one call of decode_accumulate: the one docs/conformance.md ("Which
+    error wins") says is reported. Every message is decoded, in rank order, before sizes
+    and the layout are checked."""
+    wrong_n = raw_message([seg(VGC_SEG, n=99, words=[_W[0]]), *_segments(STROM_SEG, DENSE_SEG)])
+    crc = MALFORMED_MESSAGES["crc_mismatch"]
+    return {
+        "format_of_rank_1_before_layout_of_rank_0": ([wrong_n, crc], VALID_SIZES),
+        "not_bytes_of_rank_1_before_layout_of_rank_0": ([wrong_n, bytes(crc).decode("latin-1")], VALID_SIZES),
+        "format_of_rank_0_before_format_of_rank_1": (
+            [MALFORMED_MESSAGES["vgc_indices_decreasing"], crc],
+            VALID_SIZES,
+        ),
+        "format_before_bad_sizes": ([valid_message(), crc], [100, "50", 3]),
+        "bad_sizes_before_layout": ([wrong_n], [100, 50.0, 3]),
+        "empty_messages_before_bad_sizes": ([], "sizes"),
+    }
 
 
 def _bad_outs():
@@ -1382,6 +1405,15 @@ def all_cases() -> list[Case]:
                 rules,
                 _bad_aggregation_run(name, messages, sizes, lambda: None),
                 prop="test_aggregation_rejects_bad_input_out_untouched",
+            )
+        )
+    for name, (messages, sizes) in _precedence_aggregations().items():
+        cases.append(
+            Case(
+                f"aggregate_bad.{name}",
+                ("algorithm:7", "error:pair"),
+                _bad_aggregation_run(name, messages, sizes, lambda: None),
+                "which error wins when two faults meet (docs/conformance.md)",
             )
         )
     good = [valid_message(), valid_message()]
