@@ -75,6 +75,14 @@ PROPERTIES: dict[str, tuple[str, str]] = {
         "test_table",
         "hand-picked cases, each pinning named rules (python -m vgc_ref.conformance.table)",
     ),
+    "test_conv_grad_var_equals_reference": (
+        "test_conv_variance",
+        "convolution g and s (exact and approx), bit for bit",
+    ),
+    "test_conv_grad_var_equals_reference_on_edge_cases": (
+        "test_conv_variance",
+        "the same on layers where the order of operations shows",
+    ),
     "test_conv_grad_var_matches_per_sample_gradients": (
         "test_conv_variance",
         "convolution variance (exact and approx) vs per-sample",
