@@ -861,7 +861,9 @@ VALID_MESSAGES: dict[str, list] = {
     # reads them as equal (not increasing); the fast twin of the slow 2^27 step.
     "index_bit_26_kept": [
         ref.Packet(0, 1 << 27, ref.Codec.VGC_Q4, 130, [vgc_word(5, 0, 0), vgc_word((1 << 26) + 5, 1, 3)]),
-        ref.Packet(1, 1 << 27, ref.Codec.STROM, f32_bits(0.5), [strom_word(5, 0), strom_word((1 << 26) + 5, 1)]),
+        ref.Packet(
+            1, 1 << 27, ref.Codec.STROM, f32_bits(0.5), [strom_word(5, 0), strom_word((1 << 26) + 5, 1)]
+        ),
     ],
     "E_1_and_k_15": [
         ref.Packet(1, 40, ref.Codec.VGC_Q4, 1, [vgc_word(0, 0, 0), vgc_word(39, 1, 0)]),
