@@ -405,7 +405,7 @@ def decode_accumulate(messages, sizes, out=None) -> list:
     acc = _accumulate_in_c(bufs, sizes)
     if out is None:
         return acc
-    if not isinstance(out, list) or len(out) != S:
+    if not isinstance(out, (list, tuple)) or len(out) != S:
         raise InputError("out", type(out).__name__, f"must be a list of {S} float32 arrays")
     for j, o in enumerate(out):
         name = f"out[{j}]"

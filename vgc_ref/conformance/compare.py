@@ -177,7 +177,20 @@ def assert_same_outcome(what: str, got_error: BaseException | None, want_error: 
 
 
 def _copy(x):
-    return x.copy() if isinstance(x, np.ndarray) else x
+    """A copy with x's layout and writeability: a strided 1-D view stays a strided view (of
+    a fresh buffer) and a read-only array stays read-only, so an implementation sees the
+    kind of array the caller passed."""
+    if not isinstance(x, np.ndarray):
+        return x
+    step = x.strides[0] // x.itemsize if x.ndim == 1 and x.itemsize else 1
+    if x.ndim == 1 and not x.flags.c_contiguous and step > 1 and x.strides[0] % x.itemsize == 0:
+        y = np.zeros(len(x) * step, x.dtype)[::step]
+        y[...] = x
+    else:
+        y = x.copy()
+    if not x.flags.writeable:
+        y.setflags(write=False)
+    return y
 
 
 def _sent(packet) -> set[int] | None:
@@ -218,6 +231,7 @@ def compare_step(impl, kind, r, v, g, s, params, segment_id=0):
     """
     want_state = ref.SegmentState(segment_id, r.copy(), v.copy())
     got_state = ref.SegmentState(segment_id, r.copy(), v.copy())
+    caller_r, caller_v = got_state.r, got_state.v  # the arrays the caller handed over
     g_in, s_in = _copy(g), _copy(s)
     try:
         if kind == "vgc":
@@ -233,6 +247,10 @@ def compare_step(impl, kind, r, v, g, s, params, segment_id=0):
         if want_err is not None:
             what = "state after a rejected step (must be unchanged)"
         assert_state_equal(what, got_state, want_state)
+        # docs/conformance.md: r and v are updated in place, so the caller reads the result
+        # through its own arrays (an implementation that rebinds state.r fails here).
+        assert_bits_equal(f"{what}: the caller's own r array", caller_r, want_state.r)
+        assert_bits_equal(f"{what}: the caller's own v array", caller_v, want_state.v)
         for name, before, after in (("g", g, g_in), ("s", s, s_in)):
             if isinstance(before, np.ndarray) and before.dtype == np.float32:
                 assert_bits_equal(f"input {name} (must not be modified)", after, before)

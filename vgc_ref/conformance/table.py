@@ -689,6 +689,14 @@ def _more_malformed() -> dict[str, tuple[bytes, tuple[str, ...]]]:
     """name -> (message, rules): what cases.py lacks."""
     out: dict[str, tuple[bytes, tuple[str, ...]]] = {}
     base = [seg(VGC_SEG), seg(STROM_SEG), seg(DENSE_SEG)]
+    # A STROM index with high bits set (the 31-bit field read whole, not masked to 27 bits):
+    # 0x40000001 >= n, where 27 bits would read 1 < n.
+    for bit in (27, 30):
+        word = strom_word((1 << bit) + 1, 0)
+        out[f"strom_index_bit_{bit}"] = (
+            raw_message([seg(VGC_SEG), seg(STROM_SEG, words=[word]), seg(DENSE_SEG)]),
+            ("format:15",),
+        )
     # Every reserved bit on its own.
     for bit in range(16):
         out[f"header_reserved_bit_{bit}"] = (raw_message(base, reserved=1 << bit), ("format:4",))
@@ -1003,10 +1011,16 @@ def _aggregate_run(case: AggregateCase, use_out: bool):
         try:
             if use_out:
                 out = [np.full(n, f32(np.nan)) for n in sizes]
+                arrays = list(out)  # the caller's own arrays: read back through these
                 got, err = call(impl.decode_accumulate, messages, sizes, out)
                 assert_same_outcome("decode_accumulate(..., out)", err, None)
-                for j, (o, w) in enumerate(zip(out, want)):
-                    assert_bits_equal(f"out[{j}] after decode_accumulate(..., out)", o, w)
+                for j, (o, w) in enumerate(zip(arrays, want)):
+                    assert_bits_equal(
+                        f"out[{j}] (the caller's array) after decode_accumulate(..., out)", o, w
+                    )
+                assert isinstance(got, (list, tuple)) and all(a is b for a, b in zip(got, arrays)), (
+                    "decode_accumulate(..., out) must return out's own arrays (docs/conformance.md)"
+                )
             else:
                 got, err = call(impl.decode_accumulate, messages, sizes)
                 assert_same_outcome("decode_accumulate", err, None)
@@ -1166,6 +1180,150 @@ def _bad_outs():
             VALID_SIZES,
         ),
     }
+
+
+# --------------------------------------------------------------------------------------
+# Input kinds the docs accept, and results read the way a caller reads them
+# (docs/conformance.md, "Types exchanged")
+# --------------------------------------------------------------------------------------
+
+
+def _strided(a: np.ndarray) -> np.ndarray:
+    view = np.zeros(2 * len(a), a.dtype)[::2]
+    view[...] = a
+    return view
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a.setflags(write=False)
+    return a
+
+
+def _input_kind_run(kind: str, make):
+    """One step on g (and s) of another accepted kind: the reference's packet and state."""
+
+    def run(impl):
+        rng = np.random.default_rng(31)
+        n = 40
+        g = (variance_cases.normal(rng, n) * 2.0).astype(f32)
+        s = np.abs(variance_cases.normal(rng, n)).astype(f32)
+        r = variance_cases.normal(rng, n).astype(f32)
+        v = np.abs(variance_cases.normal(rng, n)).astype(f32)
+        params = ref.VGCParams(alpha=1.5, zeta=0.9) if kind == "vgc" else ref.StromParams(tau=1.0)
+        compare_step(impl, kind, r, v, make(g), make(s), params, 4)
+
+    return run
+
+
+def _out_tuple_of_strided_views(impl):
+    """decode_accumulate into a tuple of strided views: written in place, returned as given."""
+    messages = [valid_message(), valid_message()]
+    want = ref.decode_accumulate(messages, VALID_SIZES)
+    arrays = tuple(_strided(np.full(n, f32(np.nan))) for n in VALID_SIZES)
+    got, err = call(impl.decode_accumulate, messages, VALID_SIZES, arrays)
+    assert_same_outcome("decode_accumulate(..., out=tuple of strided views)", err, None)
+    for j, (o, w) in enumerate(zip(arrays, want)):
+        assert_bits_equal(f"out[{j}] (a strided view) after decode_accumulate", o, w)
+    assert isinstance(got, (list, tuple)) and all(a is b for a, b in zip(got, arrays)), (
+        "decode_accumulate(..., out) must return out's own arrays"
+    )
+
+
+def _packets_outlive_the_buffer(impl):
+    """decode_message from a bytearray, which the caller then reuses: the packets keep their
+    words (they share no memory with data)."""
+    data = bytearray(valid_message())
+    want = ref.decode_message(bytes(data))
+    got, err = call(impl.decode_message, data)
+    assert_same_outcome("decode_message(bytearray)", err, None)
+    data[:] = bytes(len(data))  # the caller's buffer, overwritten after the call
+    assert_packets_equal("packets after the caller overwrote its buffer", got, want)
+
+
+def _read_only_memoryview(impl):
+    data = memoryview(valid_message())
+    want = ref.decode_message(valid_message())
+    got, err = call(impl.decode_message, data)
+    assert_same_outcome("decode_message(memoryview)", err, None)
+    assert_packets_equal("decode_message(memoryview)", got, want)
+
+
+def _conv_run(patches, delta, *form, nan_equal=False):
+    """conv_grad_var(patches, delta[, form]) against the reference: bits (NaN as NaN: its
+    sign and payload are the machine's, docs/algorithm.md 2.1)."""
+
+    def run(impl):
+        with np.errstate(all="ignore"):
+            want = ref.conv_grad_var(patches, delta, *form)
+            got, err = call(impl.conv_grad_var, patches.copy(), delta.copy(), *form)
+        assert_same_outcome(f"conv_grad_var{form or ''}", err, None)
+        assert isinstance(got, (tuple, list)) and len(got) == 4, "must return (g_W, s_W, g_b, s_b)"
+        for name, g, w in zip(("g_W", "s_W", "g_b", "s_b"), got, want):
+            if nan_equal:
+                g, w = np.asarray(g), np.asarray(w)
+                assert g.shape == w.shape and np.array_equal(np.isnan(g), np.isnan(w)), (
+                    f"conv_grad_var {name}: NaN where the reference has {array_text(np.ravel(w))}, "
+                    f"got {array_text(np.ravel(g))}"
+                )
+                g, w = np.where(np.isnan(g), 0, g).astype(f32), np.where(np.isnan(w), 0, w).astype(f32)
+            assert_bits_equal(f"conv_grad_var{form} {name}", g, w)
+
+    return run
+
+
+def _dense_shape_run(n_in, n_out):
+    def run(impl):
+        x, delta = np.ones((3, n_in), f32), np.ones((3, n_out), f32)
+        want = ref.dense_grad_var(x, delta)
+        got, err = call(impl.dense_grad_var, x, delta)
+        assert_same_outcome(f"dense_grad_var(in={n_in}, out={n_out})", err, None)
+        for name, g, w in zip(("g_W", "s_W", "g_b", "s_b"), got, want):
+            assert_bits_equal(f"dense_grad_var {name}", g, w)
+
+    return run
+
+
+def _kind_cases() -> list[Case]:
+    kinds = {"strided": _strided, "read_only": _frozen}
+    cases = [
+        Case(f"{kind}.{name}_g_and_s", ("algorithm:3.1", "error:1"), _input_kind_run(kind, make))
+        for kind in ("vgc", "strom")
+        for name, make in kinds.items()
+    ]
+    cases += [
+        Case("aggregate_out.tuple_of_strided_views", ("algorithm:7",), _out_tuple_of_strided_views),
+        Case("decode.packets_outlive_the_buffer", ("format:canonical",), _packets_outlive_the_buffer),
+        Case("decode.memoryview", ("error:10",), _read_only_memoryview),
+        Case("variance.empty_inputs", ("algorithm:2",), _dense_shape_run(0, 3)),
+        Case("variance.empty_outputs", ("algorithm:2",), _dense_shape_run(2, 0)),
+        Case(
+            "conv.default_form_is_exact",
+            ("algorithm:2.1", "decision:11"),
+            _conv_run(*variance_cases.CONV_EDGE_LAYERS["rows_b_major"]()),  # exact != approx here
+        ),
+        Case(
+            "conv.empty_taps",
+            ("algorithm:2.1",),
+            _conv_run(np.ones((2, 3, 0), f32), np.ones((2, 3, 2), f32), "approx"),
+        ),
+    ]
+    edges = {
+        "x_squared_underflows": (1e-25, 1e5),
+        "x_squared_overflows": (1e20, 1e-20),
+        "inf_times_zero": (1e20, 1e-25),
+    }
+    for name, (x, d) in edges.items():
+        for form in ("exact", "approx"):
+            cases.append(
+                Case(
+                    f"conv.range_{name}.{form}",
+                    ("algorithm:2.1", "decision:11"),
+                    _conv_run(np.full((1, 1, 1), x, f32), np.full((1, 1, 1), d, f32), form, nan_equal=True),
+                    "outside the normal range the approximation is the IEEE result, not refused",
+                )
+            )
+    return cases
 
 
 # --------------------------------------------------------------------------------------
@@ -1441,6 +1599,7 @@ def all_cases() -> list[Case]:
         cases.append(Case(f"variance.bits_{name}", rules, _variance_bits(make), variance_cases.WHY[name]))
     for name in variance_cases.BAD_CONVS:
         cases.append(Case(f"conv.{name}", ("algorithm:2.1", "error:11"), _bad_conv_run(name)))
+    cases += _kind_cases()
     for name, make in variance_cases.CONV_EDGE_LAYERS.items():
         for form in ("exact", "approx"):
             rules = ("algorithm:2.1", "decision:11") + (("decision:3",) if name == "no_fma" else ())

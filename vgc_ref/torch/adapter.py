@@ -96,7 +96,7 @@ def dense_grad_var(x, delta):
 
 
 def conv_grad_var(patches, delta, form="exact"):
-    """:func:`~vgc_ref.torch.variance.patch_grad_var` in vgc_ref's layout (docs/algorithm.md section 2.1).
+    """:func:`~vgc_ref.torch.variance.patch_grad_var` (ordered) in vgc_ref's layout (docs/algorithm.md 2.1).
 
     The inputs are checked by the reference's own checks first, so errors are its errors.
     """
@@ -105,5 +105,5 @@ def conv_grad_var(patches, delta, form="exact"):
         raise InputError("form", form, f"must be one of {', '.join(CONV_VARIANCE_FORMS)}")
     cols = torch.tensor(patches).transpose(1, 2)  # [B, K, P]
     d = torch.tensor(delta).transpose(1, 2)  # [B, out, P]
-    g_w, s_w, g_b, s_b = patch_grad_var(cols, d, form)
+    g_w, s_w, g_b, s_b = patch_grad_var(cols, d, form, products="ordered")
     return g_w.T.contiguous().numpy(), s_w.T.contiguous().numpy(), g_b.numpy(), s_b.numpy()

@@ -204,12 +204,33 @@ def conv_var(
     return s_w.reshape(module.weight.shape), s_b
 
 
-def patch_var(cols: torch.Tensor, d: torch.Tensor, form: str = "exact") -> tuple[torch.Tensor, torch.Tensor]:
+def patch_var(
+    cols: torch.Tensor, d: torch.Tensor, form: str = "exact", products: str = "blas"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """s of a convolution from its patches: cols float32[B, K, L], D float32[B, out, L].
 
     Returns s_W: float32[out, K] (the weight flattened as torch's [out, in, k...]) and
-    s_b: float32[out]; ``form`` as in the module docstring.
+    s_b: float32[out]; ``form`` as in the module docstring. With ``products="ordered"`` the
+    sums follow the fixed order of docs/algorithm.md section 2.1 (rows b-major then p, each
+    sample's positions and the samples in increasing order, every operation rounded on its
+    own), so on CPU float32 every result equals :func:`vgc_ref.variance.conv_var`
+    (transposed) bit for bit; "blas" lets torch choose (faster, outside that contract).
     """
+    _check_products(products)
+    if products == "ordered":
+        b, k, length = cols.shape
+        if form == "exact":
+            s_w = torch.zeros(d.shape[1], k, dtype=d.dtype, device=d.device)
+            s_b = torch.zeros(d.shape[1], dtype=d.dtype, device=d.device)
+            for i in range(b):
+                g = _ordered_sum_of_outer(d[i].T, cols[i].T)  # [out, K], positions in order
+                e = _ordered_column_sums(d[i].T)
+                s_w = s_w + g * g
+                s_b = s_b + e * e
+            return s_w, s_b
+        rows_d = (d * d).transpose(1, 2).reshape(b * length, -1)  # [B*L, out], b-major
+        rows_x = (cols * cols).transpose(1, 2).reshape(b * length, k)
+        return _ordered_sum_of_outer(rows_d, rows_x), _ordered_column_sums(rows_d)
     if form == "exact":
         g = torch.bmm(d, cols.transpose(1, 2))  # [B, out, K] per-sample gradients (times 1/B)
         gb = d.sum(dim=2)  # [B, out]
@@ -219,14 +240,24 @@ def patch_var(cols: torch.Tensor, d: torch.Tensor, form: str = "exact") -> tuple
 
 
 def patch_grad_var(
-    cols: torch.Tensor, d: torch.Tensor, form: str = "exact"
+    cols: torch.Tensor, d: torch.Tensor, form: str = "exact", products: str = "blas"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """g_W, s_W, g_b, s_b of a convolution from its patches (for checking; autograd gives g).
 
     The torch twin of :func:`vgc_ref.variance.conv_grad_var`, in torch's layout: cols
-    float32[B, K, L], D float32[B, out, L]; g_W and s_W float32[out, K].
+    float32[B, K, L], D float32[B, out, L]; g_W and s_W float32[out, K]; ``products`` as in
+    :func:`patch_var` ("ordered": bit for bit the reference's).
     """
-    s_w, s_b = patch_var(cols, d, form)
+    s_w, s_b = patch_var(cols, d, form, products)
+    if products == "ordered":
+        b, k, length = cols.shape
+        rows_d = d.transpose(1, 2).reshape(b * length, -1)
+        return (
+            _ordered_sum_of_outer(rows_d, cols.transpose(1, 2).reshape(b * length, k)),
+            s_w,
+            (_ordered_column_sums(rows_d)),
+            s_b,
+        )
     return torch.einsum("bol,bil->oi", d, cols), s_w, d.sum(dim=(0, 2)), s_b
 
 
