@@ -118,6 +118,20 @@ def assert_packets_equal(what: str, got: object, want: Sequence[Packet]) -> None
         assert_packet_equal(f"{what}[{j}]", g, w)
 
 
+def compare_grad_var(what: str, impl_op, ref_op, inputs: dict[str, np.ndarray], *args) -> None:
+    """A layer operation (dense_grad_var, conv_grad_var) against the reference: the four
+    results (g_W, s_W, g_b, s_b) bit for bit, and every input unmodified. ``inputs`` are
+    passed in order (copies to the implementation), then ``args``."""
+    want = ref_op(*inputs.values(), *args)
+    given = {name: a.copy() for name, a in inputs.items()}
+    got = impl_op(*given.values(), *args)
+    assert isinstance(got, (tuple, list)) and len(got) == 4, f"{what}: must return (g_W, s_W, g_b, s_b)"
+    for name, g, w in zip(("g_W", "s_W", "g_b", "s_b"), got, want):
+        assert_bits_equal(f"{what}: {name}", g, w)
+    for name, a in inputs.items():
+        assert_bits_equal(f"{what}: {name} (input, must not be modified)", given[name], a)
+
+
 def assert_state_equal(what: str, got: SegmentState, want: SegmentState) -> None:
     assert_bits_equal(f"{what}.r", got.r, want.r)
     assert_bits_equal(f"{what}.v", got.v, want.v)
