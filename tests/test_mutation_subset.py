@@ -63,7 +63,12 @@ SUBSET = [
         "vgc.n_300",
     ),
     ("aggregate", "if p.n != sizes[p.segment_id]:", "if p.n is not sizes[p.segment_id]:", "long_segments"),
-    ("encoding", "except TypeError:", "except ZeroDivisionError:", "decode_not_bytes.int"),
+    (
+        "encoding",
+        "if not isinstance(data, (bytes, bytearray, memoryview)):",
+        "if not isinstance(data, (bytes, bytearray)):",
+        "decode.memoryview",
+    ),
     ("encoding", "E = param & VGC_E_MASK", "E = param % VGC_E_MASK", "decode.vgc_E_255_empty"),
     ("state", "if x.dtype != np.float32:", "if x.dtype > np.float32:", "invalid.vgc-g_int32"),
     ("state", "if x.ndim != 1:", "if x.ndim < 1:", "invalid.vgc-g_2d_n1"),

@@ -67,7 +67,7 @@ OUTSIDE_PROTOCOL = {
 }
 PACKAGE = "vgc_mut"
 
-ADAPTER = '''"""Adapter of the mutated copy: the six operations of the conformance protocol.
+ADAPTER = '''"""Adapter of the mutated copy: the seven operations of the conformance protocol.
 
 Hyperparameters, states and packets that arrive as vgc_ref objects are rebuilt with the
 copy's own classes (sharing the arrays), so the copy's params, state and packet code runs.
@@ -106,6 +106,7 @@ def encode_message(packets):
 decode_message = encoding.decode_message
 decode_accumulate = aggregate.decode_accumulate
 dense_grad_var = variance.dense_grad_var
+conv_grad_var = variance.conv_grad_var
 '''
 
 
