@@ -46,7 +46,7 @@ demo: $(VENV)/.installed
 
 # Lint, then every test (each MPI test has its own timeout; the whole run one more).
 test: $(VENV)/.torch $(VENV_CUDA)/.installed lint
-	$(if $(CUDA_CHECK),VGC_CUDA_CHECK_PYTHON=$(CURDIR)/$(VENV_CUDA)/bin/python) timeout 1500 $(PY) -m pytest -q
+	$(if $(CUDA_CHECK),VGC_CUDA_CHECK_PYTHON=$(CURDIR)/$(VENV_CUDA)/bin/python) timeout 2400 $(PY) -m pytest -q
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
