@@ -1422,27 +1422,30 @@ def _conv_bits(make, form):
     return run
 
 
-def _bad_conv_run(name):
+def _bad_input_run(op: str, name: str, make_args):
+    """``op(*make_args())`` is refused by the reference; the implementation raises the same
+    class with the same ``name`` (dense_grad_var, conv_grad_var input errors)."""
+
     def run(impl):
-        args = variance_cases.BAD_CONVS[name](np.ones((3, 2, 4), f32), np.ones((3, 2, 5), f32), "exact")
-        _, want_err = call(ref.conv_grad_var, *args)
-        _, got_err = call(impl.conv_grad_var, *args)
-        assert_same_outcome(f"conv_grad_var({name})", got_err, want_err)
+        args = make_args()
+        _, want_err = call(getattr(ref, op), *args)
+        _, got_err = call(getattr(impl, op), *args)
+        assert want_err is not None, f"the reference accepts {name}"
+        assert_same_outcome(f"{op}({name})", got_err, want_err)
 
     return run
+
+
+def _bad_conv_run(name):
+    bad = variance_cases.BAD_CONVS[name]
+    return _bad_input_run(
+        "conv_grad_var", name, lambda: bad(np.ones((3, 2, 4), f32), np.ones((3, 2, 5), f32), "exact")
+    )
 
 
 def _bad_layer_run(name):
-    def run(impl):
-        x = np.ones((3, 2), f32)
-        delta = np.ones((3, 4), f32)
-        x, delta = BAD_LAYERS[name](x, delta)
-        _, want_err = call(ref.dense_grad_var, x, delta)
-        _, got_err = call(impl.dense_grad_var, x, delta)
-        assert want_err is not None, f"the reference accepts {name}"
-        assert_same_outcome(f"dense_grad_var({name})", got_err, want_err)
-
-    return run
+    bad = BAD_LAYERS[name]
+    return _bad_input_run("dense_grad_var", name, lambda: bad(np.ones((3, 2), f32), np.ones((3, 4), f32)))
 
 
 # --------------------------------------------------------------------------------------
