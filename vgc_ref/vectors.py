@@ -26,7 +26,12 @@ Kinds of case:
 * ``decode`` -- messages, valid and malformed: the packets, or the error's field and
   byte offset;
 * ``dense`` -- a dense layer's x and D: g_W, s_W, g_b, s_b of ``dense_grad_var``
-  (docs/algorithm.md section 2, bit-exact).
+  (docs/algorithm.md section 2, bit-exact);
+* ``calls`` -- one case of the kit's deterministic layer (vgc_ref.conformance.table), its
+  calls written as plain values: every operation, the refusals with their error objects,
+  the state left unchanged. These are not written by hand: every table case whose calls a
+  program in another language can replay becomes one (vgc_ref.conformance.record), and
+  ``index.json`` lists the others under ``python_only`` with the reason.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import json
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -432,12 +438,104 @@ def export(directory: str | Path) -> list[str]:
     index.append({"name": name, "kind": "decode", "description": description})
 
     index += _export_dense(root)
+    calls, python_only = _export_calls(root)
+    index += calls
 
     _write_json(
         root / "index.json",
-        {"format": FORMAT, "version": VERSION, "vgc_ref": vgc_ref.__version__, "cases": index},
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "vgc_ref": vgc_ref.__version__,
+            "cases": index,
+            "python_only": python_only,
+        },
     )
     return [c["name"] for c in index]
+
+
+# --------------------------------------------------------------------------------------
+# Kind "calls": the deterministic layer's cases as values
+# --------------------------------------------------------------------------------------
+
+
+def table_values() -> tuple[dict, dict]:
+    """({case id: (case, calls)}, {case id: why it is Python-only}) for every case of the
+    kit's deterministic layer but the slow ones; ``calls`` as :func:`record.as_values`."""
+    from vgc_ref.conformance import record, table
+
+    exported, python_only = {}, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # overflow to inf is a case, not noise
+        for case in table.CASES:
+            if case.slow:
+                python_only[case.id] = "slow (n = 2^27): the steps case max_index holds its bits"
+                continue
+            values = record.as_values(record.record(case))
+            if isinstance(values, str):
+                python_only[case.id] = values
+            else:
+                exported[case.id] = (case, values)
+    return exported, python_only
+
+
+def _write_file(path: Path, x) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(x, np.ndarray):
+        dtype = "<u4" if x.dtype == np.uint32 else "<f4"
+        path.write_bytes(np.ascontiguousarray(x).astype(dtype).tobytes())
+    else:
+        path.write_bytes(bytes(x))
+
+
+def _write_call_outputs(directory: Path, result: dict, files: dict) -> None:
+    _write_json(directory / "result.json", result)
+    for name, x in files.items():
+        _write_file(directory / name, x)
+
+
+def _export_calls(root: Path) -> tuple[list[dict], list[dict]]:
+    """Kind ``calls``: one case per table case; in/call<i>/ the arguments, expected/call<i>/
+    result.json (and the arrays or message it returned, and r, v after a step)."""
+    exported, python_only = table_values()
+    index = []
+    for case_id, (case, calls) in exported.items():
+        directory = root / case_id
+        shutil.rmtree(directory, ignore_errors=True)
+        doc = {"name": case_id, "kind": "calls", "description": case.why, "rules": list(case.rules)}
+        _write_json(directory / "case.json", {**doc, "calls": [c[0] for c in calls]})
+        for i, (_, in_files, result, out_files) in enumerate(calls):
+            for name, x in in_files.items():
+                _write_file(directory / "in" / f"call{i}" / name, x)
+            _write_call_outputs(directory / "expected" / f"call{i}", result, out_files)
+        index.append(doc)
+    return index, [{"case": k, "why": v} for k, v in python_only.items()]
+
+
+def _read_call_inputs(directory: Path) -> dict:
+    files = {}
+    for path in sorted(directory.iterdir()) if directory.is_dir() else []:
+        if path.suffix == ".f32":
+            files[path.name] = np.fromfile(path, dtype="<f4").astype(np.float32)
+        elif path.suffix == ".u32":
+            files[path.name] = np.fromfile(path, dtype="<u4").astype(np.uint32)
+        else:
+            files[path.name] = path.read_bytes()
+    return files
+
+
+def _run_calls(impl, case: Path, doc: dict, out: Path) -> None:
+    from vgc_ref.conformance import record
+
+    for i, call in enumerate(doc["calls"]):
+        files = _read_call_inputs(case / "in" / f"call{i}")
+        try:
+            kwargs = record.from_values(call, files)
+        except (KeyError, ValueError, TypeError) as err:
+            where = case / "in" / f"call{i}"
+            raise VectorsError(f"{where}: the inputs do not match case.json ({err!r})") from err
+        result, out_files = record.run_kwargs(impl, call["op"], kwargs)
+        _write_call_outputs(out / f"call{i}", result, out_files)
 
 
 DENSE_OUTPUTS = ("g_W", "s_W", "g_b", "s_b")
@@ -532,7 +630,8 @@ def _check_case_doc(doc, path: Path) -> None:
     def is_int(x) -> bool:
         return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
-    need(isinstance(doc, dict) and doc.get("kind") in ("steps", "aggregate", "decode", "dense"), "kind")
+    kinds = ("steps", "aggregate", "decode", "dense", "calls")
+    need(isinstance(doc, dict) and doc.get("kind") in kinds, "kind")
     if doc["kind"] == "steps":
         need(isinstance(doc.get("sparse"), bool), "sparse")
         need(is_int(doc.get("steps")), "steps")
@@ -551,6 +650,13 @@ def _check_case_doc(doc, path: Path) -> None:
     elif doc["kind"] == "dense":
         for key in ("batch", "in", "out"):
             need(is_int(doc.get(key)), key)
+    elif doc["kind"] == "calls":
+        from vgc_ref.conformance.record import SIGNATURES
+
+        calls = doc.get("calls")
+        need(isinstance(calls, list) and len(calls) > 0, "calls")
+        for call in calls:
+            need(isinstance(call, dict) and call.get("op") in SIGNATURES, "calls[].op")
     else:
         messages = doc.get("messages")
         need(isinstance(messages, list) and all(isinstance(m, str) for m in messages), "messages")
@@ -582,7 +688,9 @@ def run_impl(directory: str | Path, impl_spec: str, only: list[str] | None = Non
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
         try:
-            _run_case(impl, doc, case, out)
+            with warnings.catch_warnings():  # overflow to inf is what some cases are about
+                warnings.simplefilter("ignore", RuntimeWarning)
+                _run_case(impl, doc, case, out)
         except OSError as err:  # an input file is missing or unreadable, or out/ cannot be written
             raise VectorsError(f"{case}: {err}") from err
         except Exception as err:  # the implementation under test raised on a valid input
@@ -626,6 +734,8 @@ def _run_case(impl, doc: dict, case: Path, out: Path) -> None:
             _write_array(out / f"seg{j}.g_hat", g_hat, False)
     elif doc["kind"] == "dense":
         _run_dense(impl, case, doc, out)
+    elif doc["kind"] == "calls":
+        _run_calls(impl, case, doc, out)
     else:
         for key in doc["messages"]:
             result = _decode_result(impl.decode_message, (case / "in" / f"{key}.bin").read_bytes())
@@ -683,6 +793,13 @@ def check(directory: str | Path, only: list[str] | None = None) -> int:
                 problem = _compare_file(path, out / rel)
                 if problem:
                     problems.append(f"{rel.parent / problem}" if rel.parent != Path(".") else problem)
+            want = {p.relative_to(expected) for p in expected.rglob("*") if p.is_file()}
+            extra = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+            problems += [
+                f"{name}: not expected (out/ must hold exactly the files of expected/)"
+                for name in extra
+                if Path(name) not in want
+            ]
         if problems:
             failed += 1
             print(

@@ -1467,6 +1467,25 @@ def _max_index_run(impl):
     assert_packets_equal("decode_message(max index message)", impl.decode_message(message), [want])
 
 
+def _largest_segment_run(impl):
+    """A segment of exactly 2^27 elements is valid: a step on one gets past the length
+    checks to the first NaN of s, at index 0. The state is lazily zero-filled and g a
+    zero-stride view, so the case reads 2^27 elements a few times and writes almost none
+    (a second or two, well under 1 GB), where the slow case runs a real step."""
+    n = ref.MAX_SEGMENT_LEN
+    g = np.broadcast_to(f32(0.0), (n,))
+    s = np.zeros(n, f32)
+    s[0] = np.nan
+    params = ref.VGCParams()
+    _, want_err = call(ref.vgc_step, ref.SegmentState(3, np.zeros(n, f32), np.zeros(n, f32)), g, s, params)
+    state = ref.SegmentState(3, np.zeros(n, f32), np.zeros(n, f32))
+    _, got_err = call(impl.vgc_step, state, g, s, params)
+    assert_same_outcome("vgc_step on a segment of 2^27 elements, the largest there is", got_err, want_err)
+    for name in ("r", "v"):
+        changed = np.flatnonzero(getattr(state, name).view(np.uint32))
+        assert changed.size == 0, f"{name}[{changed[:1]}] changed by a rejected step"
+
+
 # --------------------------------------------------------------------------------------
 # The catalogue
 # --------------------------------------------------------------------------------------
@@ -1609,6 +1628,14 @@ def all_cases() -> list[Case]:
                     "test_conv_grad_var_equals_reference_on_edge_cases",
                 )
             )
+    cases.append(
+        Case(
+            "step.largest_segment_accepted",
+            ("algorithm:1", "decision:1", "error:2"),
+            _largest_segment_run,
+            "n = 2^27 is a valid length: the step reports s's NaN, not g's length",
+        )
+    )
     cases.append(
         Case(
             "slow.max_index_step",
