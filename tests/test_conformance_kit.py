@@ -348,13 +348,15 @@ DOCS = TESTS.parent / "docs"
 def test_every_numbered_rule_has_a_case():
     """Each numbered step and decision of docs/algorithm.md, each check of docs/format.md and
     each row of the error table in docs/conformance.md is pinned by at least one case of the
-    deterministic layer (or is named as outside the adapter protocol, with the reason)."""
+    deterministic layer (or is named as outside the adapter protocol, with the reason); so
+    is each row of its acceptance table ("What each argument accepts")."""
     from vgc_ref.conformance.table import CASES, NOT_IN_PROTOCOL, doc_rules
 
     rules = doc_rules(DOCS)
     assert {f"format:{i}" for i in range(1, 20)} <= set(rules)
     assert {f"decision:{i}" for i in range(1, 14)} <= set(rules)
     assert {f"algorithm:3.{i}" for i in range(6)} <= set(rules)
+    assert sum(r.startswith(("accept:", "reject:")) for r in rules) >= 30  # the acceptance table
     tagged = {rule for case in CASES for rule in case.rules}
     missing = [r for r in rules if r not in tagged and r not in NOT_IN_PROTOCOL]
     assert not missing, f"rules without a case: {missing}"

@@ -506,6 +506,7 @@ INVALID_INPUTS: dict[str, tuple] = {
     "g_inf": (None, ("error:2",), lambda r, v, g, s, p: (r, v, _put(g, p, np.inf), s)),
     "g_negative_inf": (None, ("error:2",), lambda r, v, g, s, p: (r, v, _put(g, p, -np.inf), s)),
     "s_list": ("vgc", ("error:1",), lambda r, v, g, s, p: (r, v, g, s.tolist())),
+    "s_none": ("vgc", ("error:1",), lambda r, v, g, s, p: (r, v, g, None)),
     "s_float64": ("vgc", ("error:1",), lambda r, v, g, s, p: (r, v, g, s.astype(np.float64))),
     "s_too_long": ("vgc", ("error:1",), lambda r, v, g, s, p: (r, v, g, np.append(s, f32(0)))),
     "s_nan": ("vgc", ("error:2",), lambda r, v, g, s, p: (r, v, g, _put(s, p, np.nan))),
@@ -1648,7 +1649,67 @@ def all_cases() -> list[Case]:
     return cases
 
 
-CASES = all_cases()
+#: docs/conformance.md, "What each argument accepts": each row's tag -> the cases that show
+#: it (a regular expression over case ids). A row of that table without an entry here, or
+#: an entry whose expression matches no case, fails tests/test_conformance_kit.py.
+ACCEPTANCE = {
+    "accept:g.contiguous": r"vgc\.n_300|strom\.n_300",
+    "accept:g.strided": r"(vgc|strom)\.strided_g_and_s",
+    "accept:g.read_only": r"(vgc|strom)\.read_only_g_and_s",
+    "accept:g.empty": r"(vgc|strom)\.empty_segment",
+    "accept:g.largest": r"step\.largest_segment_accepted",
+    "accept:s.negative_zero": r"invalid\.vgc-s_negative_zero_ok",
+    "reject:g.not_an_array": r"invalid\.(vgc|strom)-[gs]_list|invalid\.vgc-s_none",
+    "reject:g.dtype": r"invalid\.(vgc|strom)-[gs]_(float64|int32|float16)",
+    "reject:g.not_1d": r"invalid\.(vgc|strom)-[gs]_(2d|0d|2d_n1)",
+    "reject:g.length": r"invalid\.(vgc|strom)-(g_too_short|s_too_long)",
+    "accept:data.kinds": r"decode\.(memoryview|packets_outlive_the_buffer)",
+    "reject:data.other": r"decode_not_bytes\..*",
+    "accept:messages.sequence": r"aggregate\..*",
+    "accept:messages.one": r"aggregate(_out)?\.one_rank",
+    "reject:messages.empty": r"aggregate_bad\.no_messages|aggregate_bad\.empty_messages_before_bad_sizes",
+    "reject:messages.entry": r"aggregate_bad\.not_bytes_of_rank_1_before_layout_of_rank_0",
+    "reject:sizes.entry": r"aggregate_bad\.(bad_sizes_before_layout|format_before_bad_sizes)",
+    "accept:out.arrays": r"aggregate_out\..*",
+    "accept:out.strided_tuple": r"aggregate_out\.tuple_of_strided_views",
+    "reject:out.count": r"aggregate_bad\.out_too_(few|many)_arrays",
+    "reject:out.array": r"aggregate_bad\.out_(wrong_length|float64|2d|list|read_only|read_only_first)",
+    "accept:packets.sequence": r"encode\..*",
+    "accept:packets.empty": r"encode\.empty",
+    "reject:packets.not_a_packet": r"encode_invalid\.not_a_packet",
+    "reject:packets.field": r"encode_invalid\.(segment_id_(too_large|negative|float|bool)|n_negative"
+    r"|param_too_large)",
+    "reject:packets.words": r"encode_invalid\.words_2d",
+    "accept:x.empty_features": r"variance\.empty_(inputs|outputs)",
+    "accept:x.one_sample": r"variance\.bits_squares_rounded_first",
+    "reject:x.array": r"variance\.(x_float64|delta_float64|x_int32|delta_float16|x_complex64|x_list"
+    r"|delta_list_and_x_float64)",
+    "reject:x.shape": r"variance\.(x_1d|delta_3d|delta_3d_same_batch|x_3d_same_batch)",
+    "reject:x.batch": r"variance\.(batch_mismatch|batch_mismatch_x_shorter|empty_batch)",
+    "accept:patches.forms": r"conv\.bits_.*\.(exact|approx)",
+    "accept:patches.default_form": r"conv\.default_form_is_exact",
+    "accept:patches.empty_taps": r"conv\.empty_taps",
+    "accept:patches.one_sample_one_position": r"conv\.bits_(squares_rounded_first|samples_in_order)\."
+    r"(exact|approx)",
+    "reject:patches.array": r"conv\.(patches_float64|patches_list|delta_2d)",
+    "reject:patches.shape": r"conv\.(positions_mismatch|empty_batch)",
+    "reject:form.unknown": r"conv\.(unknown_form|float64_and_unknown_form)",
+}
+
+
+def _with_acceptance_tags(cases: list[Case]) -> list[Case]:
+    """Each case with the acceptance-table tags (:data:`ACCEPTANCE`) whose expression matches its id."""
+    import dataclasses
+    import re
+
+    tagged = []
+    for c in cases:
+        tags = tuple(tag for tag, pattern in ACCEPTANCE.items() if re.fullmatch(pattern, c.id))
+        tagged.append(dataclasses.replace(c, rules=c.rules + tags) if tags else c)
+    return tagged
+
+
+CASES = _with_acceptance_tags(all_cases())
 BY_ID = {c.id: c for c in CASES}
 assert len(BY_ID) == len(CASES), "case ids must be unique"
 
@@ -1697,6 +1758,8 @@ def doc_rules(docs_dir) -> list[str]:
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("|---")]
     rules += [f"error:{i}" for i in range(1, len(rows) + 1)]
     rules.append("error:pair")
+    accepts = conformance.split("### What each argument accepts")[1].split("\n## ")[0]
+    rules += re.findall(r"^\| `((?:accept|reject):[\w.]+)` \|", accepts, flags=re.M)
     return rules
 
 
