@@ -35,6 +35,7 @@ from mpi_demo.config import (
     validate,
 )
 from mpi_demo.data import DATASETS
+from mpi_demo.schedule import SCHEDULES
 from vgc_ref._cli import ArgumentParser, input_file_problem, output_file_problem, say_error, usage_error
 from vgc_ref.backends import ENV_VAR as BACKEND_ENV_VAR
 
@@ -85,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=d.steps, help="stop after this many steps")
     g.add_argument("--batch", type=int, default=d.batch, help="global mini-batch, split over the ranks")
     g.add_argument("--lr", type=float, default=d.lr)
+    g.add_argument(
+        "--lr-schedule",
+        choices=SCHEDULES,
+        default=d.lr_schedule,
+        help="learning rate per step: constant, step (x0.1 at 1/2 and 3/4 of the steps) or cosine",
+    )
     g.add_argument("--momentum", type=float, default=d.momentum)
     g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="on weights, not biases")
     g.add_argument("--seed", type=int, default=d.seed)
@@ -191,6 +198,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         steps=args.steps,
         batch=args.batch,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
         momentum=args.momentum,
         weight_decay=args.weight_decay,
         method=args.method,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from mpi_demo.data import DATASETS, MNIST1D, n_samples, n_test_samples
+from mpi_demo.schedule import SCHEDULES
 
 METHODS = ("none", "vgc", "strom", "hybrid", "topk")
 RESIDUALS = ("feedback", "reset")
@@ -47,7 +48,7 @@ ARITHMETIC_FIELDS = (
 )
 #: Arithmetic fields added with the CNN: written into the trace header and checkpoint only
 #: when they differ from their defaults, so that earlier traces and checkpoints stay valid.
-EXTRA_ARITHMETIC_FIELDS = ("model", "channels", "variance", "validation")
+EXTRA_ARITHMETIC_FIELDS = ("model", "channels", "variance", "validation", "lr_schedule")
 MODELS = ("mlp", "cnn")
 CONV_VARIANCES = ("exact", "approx")
 
@@ -81,6 +82,7 @@ class TrainConfig:
     steps: int | None = None  # stop after this many steps (None: epochs * steps per epoch)
     batch: int = 64  # global mini-batch, split over the ranks
     lr: float = 0.05
+    lr_schedule: str = "constant"  # "step" or "cosine": mpi_demo/schedule.py
     momentum: float = 0.9
     weight_decay: float = 1e-4
     # compression
@@ -186,6 +188,8 @@ def validate(config: TrainConfig) -> None:
         _positive_int("--steps", config.steps)
     _positive_int("--batch", config.batch)
     _finite("--lr", config.lr, 0.0, math.inf, low_open=True, high_open=True)
+    if config.lr_schedule not in SCHEDULES:
+        raise ConfigError("--lr-schedule", config.lr_schedule, f"must be one of {', '.join(SCHEDULES)}")
     _finite("--momentum", config.momentum, 0.0, 1.0, high_open=True)
     _finite("--weight-decay", config.weight_decay, 0.0, math.inf, high_open=True)
     if config.method not in METHODS:

@@ -33,7 +33,7 @@ import numpy as np
 
 from mpi_demo import checkpoint as ckpt_mod
 from mpi_demo import inputs as inputs_mod
-from mpi_demo import model, network, trace
+from mpi_demo import model, network, schedule, trace
 from mpi_demo.comm import SimulatedComm
 from mpi_demo.config import TrainConfig, check_ranks, validate
 from mpi_demo.data import Dataset, epoch_order, hold_out, load_dataset, shard_bounds
@@ -262,11 +262,11 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
     ]
     backend = get_backend(config.backend)
     ops = model.products(config.products)
-    lr, mu, wd = np.float32(config.lr), np.float32(config.momentum), np.float32(config.weight_decay)
+    mu, wd = np.float32(config.momentum), np.float32(config.weight_decay)
 
     n_train = data.x_train.shape[0]
     steps_per_epoch = n_train // config.batch  # the last partial batch of an epoch is dropped
-    total = config.epochs * steps_per_epoch
+    total = planned = config.epochs * steps_per_epoch  # the schedule runs over the planned steps
     if config.steps is not None:
         total = min(total, config.steps)
     arith = config.arithmetic()
@@ -352,6 +352,7 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
             if dump is not None:
                 dump.write_step(t, entries)
         t1 = time.perf_counter()
+        lr = schedule.lr_at(config.lr, config.lr_schedule, t, planned)
         model.momentum_sgd(params, momentum, g_hat, decay, lr, mu, wd)
         timers["compute"] += (time.perf_counter() - t1) * len(workers)
 

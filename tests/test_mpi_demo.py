@@ -263,9 +263,11 @@ def test_compare_rejects_a_file_that_is_not_a_trace(tmp_path, capsys):
 # --------------------------------------------------------------------------------------
 
 
-def test_resume_after_a_failure_equals_the_uninterrupted_run(tmp_path):
-    """Checkpoint every 4 steps, fail at step 9, resume from step 8: the trace is the same bytes."""
-    full = traced(tmp_path, "full", ranks=3)
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_after_a_failure_equals_the_uninterrupted_run(tmp_path, schedule):
+    """Checkpoint every 4 steps, fail at step 9, resume from step 8: the trace is the same bytes
+    (with the cosine schedule too: the learning rate follows the step count, not the process)."""
+    full = traced(tmp_path, "full", ranks=3, lr_schedule=schedule)
     ckpt = tmp_path / "run.ckpt"
     broken = tmp_path / "broken.jsonl"
     with pytest.raises(RankFailureError) as info:
@@ -277,13 +279,17 @@ def test_resume_after_a_failure_equals_the_uninterrupted_run(tmp_path):
                 checkpoint_every=4,
                 fail_at_step=9,
                 fail_rank=2,
+                lr_schedule=schedule,
             )
         )
     assert info.value.rank == 2
     assert checkpoint.load(ckpt).step == 8
     resumed = tmp_path / "resumed.jsonl"
-    run_training(small(ranks=3, trace=str(resumed), resume=str(ckpt)))
+    run_training(small(ranks=3, trace=str(resumed), resume=str(ckpt), lr_schedule=schedule))
     assert resumed.read_bytes() == full.read_bytes(), cli_compare(full, resumed)
+    if schedule != "constant":  # the schedule is part of the job: another one is refused
+        with pytest.raises(CheckpointError, match="lr_schedule"):
+            run_training(small(ranks=3, resume=str(ckpt)))
 
 
 @pytest.mark.mpi

@@ -364,6 +364,10 @@ OTHER_CONFIGURATIONS = {
         "--seed 7 --hidden 16,16,8 --batch 30 --samples 900 --features 12 --classes 5 --residual reset "
         "--alpha 1.5 --zeta 0.9 --lr 0.1 --steps 60 --checksum-every 7 --test-fraction 0.25".split(),
     ),
+    # the two learning-rate schedules over a whole two-epoch run (150 steps): the cosine's
+    # series and the step decays at steps 75 and 113
+    "lr-cosine": (2, "--lr-schedule cosine --epochs 2 --steps 150 --checksum-every 25".split()),
+    "lr-step": (3, "--lr-schedule step --epochs 2 --steps 150 --checksum-every 25".split()),
 }
 
 

@@ -1,10 +1,12 @@
 """Both routes of the kit on the same wrong implementations: how many the golden vectors reject.
 
     python tools/routes.py                 # the red team's modules (tests/wrong_impls/redteam)
+    python tools/routes.py --set own       # this project's own wrong modules (tests/wrong_impls)
     python tools/routes.py --json out.json # also write every module's verdict
 
-Exports the golden vectors once, runs the red team's correct port (``_port``) through them
-to find the cases it fails itself (those say nothing about a bug), then each wrong module:
+Exports the golden vectors once, runs the correct port the modules derive from (the red
+team's ``_port``, or the reference for the own set) through them to find the cases it
+fails itself (those say nothing about a bug), then each wrong module:
 ``vectors run --impl MODULE`` and ``vectors check``, in process. A module is rejected when
 it fails a case its correct port passes. Prints one line per module and the count; the
 Python kit's count is tests/test_redteam.py's. About two minutes on one core.
@@ -42,8 +44,16 @@ def failing_cases(root: Path, module: str, cases: list[str]) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python tools/routes.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="write {module: first failing case or null} here")
+    parser.add_argument("--set", choices=("redteam", "own"), default="redteam", help="which wrong modules")
     args = parser.parse_args(argv)
-    from wrong_impls.redteam import EXPECTED
+    if args.set == "redteam":
+        from wrong_impls.redteam import EXPECTED
+
+        package, correct = "wrong_impls.redteam", "wrong_impls.redteam._port"
+    else:
+        from wrong_impls import EXPECTED
+
+        package, correct = "wrong_impls", "vgc_ref"
 
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -51,11 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.redirect_stdout(io.StringIO()):
             names = vectors.export(root)
         cases = [n for n in names if n != "max_index"]  # 2 GiB of state; nothing here needs it
-        base = failing_cases(root, "wrong_impls.redteam._port", cases)
+        base = failing_cases(root, correct, cases)
         print(f"the correct port fails {len(base)} case(s): {', '.join(sorted(base)) or '-'}")
         verdicts = {}
         for name in sorted(EXPECTED):
-            failed = failing_cases(root, f"wrong_impls.redteam.{name}", cases)
+            failed = failing_cases(root, f"{package}.{name}", cases)
             new = {k: v for k, v in failed.items() if k not in base}
             verdicts[name] = min(new) if new else None
             first = next(iter(new.values()), "")[:160]

@@ -93,9 +93,29 @@ class Config:
     channels: list = field(default_factory=lambda: [32, 32, 32])
     variance: str = "exact"
     validation: int = 0
+    lr_schedule: str = "constant"
 
 
-OPTIONAL_FIELDS = ("model", "channels", "variance", "validation")
+OPTIONAL_FIELDS = ("model", "channels", "variance", "validation", "lr_schedule")
+
+
+def learning_rate(config, t: int, planned: int) -> torch.Tensor:
+    """docs/demo.md step 11: float32(lr * f_t), f_t in plain float64 operations."""
+    if config.lr_schedule == "constant":
+        f = 1.0
+    elif config.lr_schedule == "step":
+        f = 1.0 if 2 * t < planned else 0.1 if 4 * t < 3 * planned else 0.01
+    else:  # cosine: the series of demo.md, not math.cos
+        coefficients = [1.0]
+        for k in range(1, 16):
+            coefficients.append(coefficients[-1] / float((2 * k - 1) * (2 * k)))
+        x = (3.141592653589793 * float(t)) / float(planned)
+        y = x * x
+        acc = coefficients[15]
+        for k in range(14, -1, -1):
+            acc = coefficients[k] - y * acc
+        f = 0.5 * (1.0 + acc)
+    return torch.tensor(config.lr * f, dtype=torch.float64).to(F32)
 
 
 def header_config(config: Config) -> dict:
@@ -942,7 +962,7 @@ def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
 
     n_train = data.x_train.shape[0]
     per_epoch = n_train // config.batch
-    total = config.epochs * per_epoch
+    total = planned = config.epochs * per_epoch
     if config.steps is not None:
         total = min(total, config.steps)
     shards = shard_layout(config.batch, ranks)
@@ -950,7 +970,6 @@ def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
     alpha = torch.tensor(config.alpha, dtype=F32)
     zeta = torch.tensor(config.zeta, dtype=F32)
     tau = torch.tensor(config.tau, dtype=F32)
-    lr = torch.tensor(config.lr, dtype=F32)
     momentum = torch.tensor(config.momentum, dtype=F32)
     decay = torch.tensor(config.weight_decay, dtype=F32)
     r = [torch.zeros((ranks, n), dtype=F32) for n in sizes]
@@ -1001,6 +1020,7 @@ def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
         messages = [msg for msg, _ in encoded]
         g_hat = decode_accumulate(messages, sizes)
 
+        lr = learning_rate(config, t, planned)
         for j in range(len(params)):  # 11. update
             gh = g_hat[j].reshape(params[j].shape)
             d = gh + decay * params[j] if params[j].dim() == 2 else gh
@@ -1075,6 +1095,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     ap.add_argument("--hidden", default="128,64", help="hidden widths (default: 128,64)")
     ap.add_argument("--residual", choices=["feedback", "reset"], default=d.residual)
+    ap.add_argument("--lr-schedule", choices=["constant", "step", "cosine"], default=d.lr_schedule)
     a = ap.parse_args(argv)
     config = Config(
         dataset=a.dataset,
@@ -1100,6 +1121,7 @@ def main(argv: list[str] | None = None) -> int:
         model=a.model,
         channels=[int(c) for c in a.channels.split(",") if c],
         variance=a.variance,
+        lr_schedule=a.lr_schedule,
     )
     torch.set_num_threads(1)
     try:
