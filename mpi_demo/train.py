@@ -393,6 +393,11 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
                     "loss": counters.epoch_loss / counters.epoch_seen,
                     "train_accuracy": train_acc,
                     "test_accuracy": test_acc,
+                    # with --validation N: the held-out split after every epoch (the sweep's
+                    # convergence curve; the trace does not carry it)
+                    "validation_accuracy": (
+                        accuracy(params, net, x_val, y_val, ops) if x_val is not None else None
+                    ),
                 }
             )
             writer.write(trace.eval_record(epoch, t, train_acc, test_acc))

@@ -103,6 +103,10 @@ def run_cli(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     out = Path(args.out or (QUICK_OUT if args.quick else FULL_OUT))
     cache_path = Path(args.cache or (out / "cache.jsonl" if args.quick else DEFAULT_CACHE))
     _check_paths(args, out, markdown, cache_path)
+    try:
+        import matplotlib  # noqa: F401  (the figure; checked before hours of training)
+    except ImportError:
+        usage_error(PROG, "needs matplotlib for its figure: pip install -e '.[plot]' (make venv installs it)")
     if any(s.dataset in MNIST1D for s in studies):
         from mpi_demo import mnist1d
 
@@ -117,40 +121,20 @@ def run_cli(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     command = command.rstrip()
     code = cache.code_hash()
     say = lambda s: print(s, flush=True)  # noqa: E731
-    n_tuning = sum(1 + sum(len(v) for v in s.grids.values()) for s in studies)
-    n_test = sum(len(plan.TEST_SEEDS) * (1 + len(s.grids)) for s in studies)
-    counter = [0, n_tuning + n_test]
+    seeds = plan.QUICK_SEEDS if args.quick else plan.SEEDS
+    planned = protocol.jobs(studies, seeds)
+    counter = [0, len(planned)]
     say(
-        f"sweep: {len(studies)} studies, {n_tuning} tuning runs (+ grid extensions) and {n_test} test runs, "
-        f"{plan.RANKS} simulated ranks, {args.jobs} processes, code {code[:12]} -> {out}"
+        f"sweep: {len(studies)} studies, {len(planned)} runs (every setting on seeds "
+        f"{', '.join(map(str, seeds))}), {plan.RANKS} simulated ranks, {args.jobs} processes, "
+        f"code {code[:12]} -> {out}"
     )
     provenance = report.provenance()  # at the start: the code that trains
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-
-    def run_many(jobs):
-        before = counter[0]
-        counter[1] += 0
-        rows = runner.run_many(jobs, code, cache_path, args.reuse, args.jobs, say, counter)
-        if counter[0] - before != len(jobs):
-            counter[1] += counter[0] - before - len(jobs)
-        return rows
-
-    counter_tuning_planned = n_tuning
-    tuning_rows, choices = protocol.tune(studies, _extending(run_many, counter, counter_tuning_planned))
-    for st in studies:
-        for method, c in choices[st.name].items():
-            edge = "" if c["inside"] else "  (at the edge of its grid after extensions)"
-            say(
-                f"{st.name:<13} {method:<10} chosen {plan.PARAMETER[method][0]}={c['value']:g}  "
-                f"val {100 * c['validation_accuracy']:.1f}% "
-                f"(baseline {100 * c['baseline_validation_accuracy']:.1f}%)  "
-                f"ratio {c['validation_ratio']:.1f}x{edge}"
-            )
-    test_rows = protocol.test(studies, choices, run_many)
+    rows = runner.run_many(planned, code, cache_path, args.reuse, args.jobs, say, counter)
     elapsed = time.perf_counter() - t0
-    summary = protocol.summarize(studies, choices, test_rows)
-    rows = tuning_rows + test_rows
+    summary = protocol.summarize(studies, rows)
     meta = {
         "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -162,35 +146,31 @@ def run_cli(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         "n_trained": sum(1 for r in rows if not r.get("cached")),
         "n_cached": sum(1 for r in rows if r.get("cached")),
         "studies": [plan.study_dict(s) for s in studies],
-        "tuning_seed": plan.TUNING_SEED,
-        "test_seeds": list(plan.TEST_SEEDS),
+        "seeds": list(seeds),
         "tolerance": plan.TOLERANCE,
-        "baseline_validation": {
-            st.name: next(c["baseline_validation_accuracy"] for c in choices[st.name].values())
-            for st in studies
-        },
     }
-    write_outputs(out, markdown, meta, choices, summary, rows)
-    for s in summary:
-        if s["method"] == "none":
-            acc, sd = 100 * s["mean_accuracy"], 100 * s["sd_accuracy"]
-            say(f"{s['study']:<13} none       test {acc:.1f}% +- {sd:.1f}")
+    write_outputs(out, markdown, meta, summary, rows)
+    for b in protocol.best(summary):
+        s = b["best"]
+        if s is None:
+            say(f"{b['study']:<13} {b['method']:<16} no setting holds the baseline")
             continue
         say(
-            f"{s['study']:<13} {s['method']:<10} {plan.PARAMETER[s['method']][0]}={s['value']:g}  "
-            f"test {100 * s['mean_accuracy']:.1f}%  ratio {s['compression_ratio']:.1f}x  "
-            f"diff {100 * s['mean_diff']:+.1f} [{100 * s['ci_low']:+.1f}, {100 * s['ci_high']:+.1f}]  "
-            f"worst {100 * s['min_diff']:+.1f}  mean rule {'yes' if s['mean_rule'] else 'no'}  "
-            f"every seed {'yes' if s['seed_rule'] else 'no'}"
+            f"{b['study']:<13} {b['method']:<16} holds up to {plan.PARAMETER[b['method']]}={s['value']:g}: "
+            f"ratio {s['compression_ratio']:.1f}x, diff {100 * s['mean_diff']:+.1f}, lower bound "
+            f"{100 * s['lower_bound']:+.1f}, worst seed {100 * s['min_diff']:+.1f}"
         )
-    say(f"wrote {out / 'results.csv'}, {out / 'results.json'}" + (f", {markdown}" if markdown else ""))
+    written = [out / "results.csv", out / "results.json", out / report.FIGURE]
+    written += [markdown] if markdown else []
+    say("wrote " + ", ".join(str(w) for w in written))
     say(f"sweep: {elapsed / 60:.1f} min")
     return 0
 
 
-def write_outputs(out: Path, markdown: str | None, meta, choices, summary, rows) -> None:
+def write_outputs(out: Path, markdown: str | None, meta, summary, rows) -> None:
     report.write_csv(summary, out / "results.csv", meta)
-    report.write_json({**meta, "choices": choices, "summary": summary, "runs": rows}, out / "results.json")
+    report.write_json({**meta, "summary": summary, "runs": rows}, out / "results.json")
+    report.plot(summary, out / report.FIGURE)
     if markdown:
         report.update_markdown(Path(markdown), report.markdown_block(summary, meta))
 
@@ -203,29 +183,15 @@ def render(path: Path, args: argparse.Namespace) -> int:
     doc = json.loads(path.read_text())
     names = [s["name"] for s in doc["studies"]]
     studies = tuple(s for s in (plan.QUICK if args.quick else plan.FULL) if s.name in names)
-    test_rows = [r for r in doc["runs"] if r["phase"] == "test"]
-    summary = protocol.summarize(studies, doc["choices"], test_rows)
-    meta = {k: v for k, v in doc.items() if k not in ("choices", "summary", "runs")}
+    summary = protocol.summarize(studies, doc["runs"])
+    meta = {k: v for k, v in doc.items() if k not in ("summary", "runs")}
     meta["rendered_at"] = report.provenance()["commit"]
     out = Path(args.out) if args.out else path.parent
     markdown = args.markdown if args.markdown is not None else (None if args.quick else FULL_MARKDOWN)
     out.mkdir(parents=True, exist_ok=True)
-    write_outputs(out, markdown, meta, doc["choices"], summary, doc["runs"])
+    write_outputs(out, markdown, meta, summary, doc["runs"])
     print(f"rendered {len(doc['runs'])} recorded runs into {out}" + (f" and {markdown}" if markdown else ""))
     return 0
-
-
-def _extending(run_many, counter, planned):
-    """run_many that grows the planned count by the runs beyond the first tuning batch."""
-    state = {"first": True}
-
-    def wrapped(jobs):
-        if not state["first"]:
-            counter[1] += len(jobs)
-        state["first"] = False
-        return run_many(jobs)
-
-    return wrapped
 
 
 def main(argv: Sequence[str] | None = None) -> int:

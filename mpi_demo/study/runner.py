@@ -33,7 +33,7 @@ class Job:
     method: str
     value: float | None
     seed: int
-    phase: str  # "tuning" (judged on validation) or "test" (judged on test)
+    phase: str  # "test": judged on the test set, once, after the last epoch
     fields: dict[str, Any]
 
 
@@ -44,7 +44,8 @@ def _single_thread() -> None:
 
 
 def train(job: Job) -> dict[str, Any]:
-    """Train one job; its row (accuracy is the validation accuracy in tuning, the test one in test)."""
+    """Train one job; its row: the test accuracy after the last epoch, the compression figures,
+    and the validation accuracy after every epoch (the convergence curve)."""
     from mpi_demo.config import TrainConfig
     from mpi_demo.train import run_training
 
@@ -53,7 +54,7 @@ def train(job: Job) -> dict[str, Any]:
         if k in fields:
             fields[k] = tuple(fields[k])
     r = run_training(TrainConfig(**fields, progress=False))
-    accuracy = r.validation_accuracy if job.phase == "tuning" else r.test_accuracy
+    accuracy = r.test_accuracy
     row = {
         "study": job.study,
         "method": job.method,
@@ -67,6 +68,7 @@ def train(job: Job) -> dict[str, Any]:
         "steps": r.steps,
         "n_params": r.dense_bytes // 4,
         "wall_seconds": r.wall_seconds,
+        "validation_curve": [h.get("validation_accuracy") for h in r.history],
         "config": job.fields,
     }
     for p in PHASES:
