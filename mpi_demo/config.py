@@ -196,6 +196,12 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("--method", config.method, f"must be one of {', '.join(METHODS)}")
     if config.residual not in RESIDUALS:
         raise ConfigError("--residual", config.residual, f"must be one of {', '.join(RESIDUALS)}")
+    if config.residual == "reset" and config.method in ("strom", "topk"):
+        raise ConfigError(
+            "--residual",
+            config.residual,
+            f"--method {config.method} always feeds its residual back (docs/algorithm.md sections 4 and 5)",
+        )
     _finite("--alpha", config.alpha, 0.0, math.inf, low_open=True, high_open=True)
     _finite("--zeta", config.zeta, 0.0, 1.0)
     _finite("--tau", config.tau, 0.0, math.inf, high_open=True)

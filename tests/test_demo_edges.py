@@ -57,6 +57,9 @@ BAD_TRAIN_ARGS = [
     (["--momentum", "0.99999999"], ["--momentum", "1.0 in float32"]),
     (["--method", "hybrid"], ["--tau 0.0", "--method hybrid", "--tau 0.01"]),
     (["--samples", "x"], ["argument --samples", "'x'"]),
+    (["--method", "strom", "--tau", "0.01", "--residual", "reset"], ["--residual 'reset'", "strom always"]),
+    (["--method", "topk", "--residual", "reset"], ["--residual 'reset'", "topk always feeds"]),
+    (["--lr-schedule", "linear"], ["--lr-schedule", "'linear'"]),
 ]
 
 

@@ -205,3 +205,21 @@ def test_job_is_hashable_config_fields_json_ready():
     json.dumps(fields)
     assert Job("s", "topk", 0.01, 2, "test", fields).seed == 2
     assert Path(cache.ROOT / "mpi_demo").is_dir()
+
+
+def test_readme_and_results_page_quote_the_recorded_sweep():
+    """The ratios the README and docs/results.md's verdict quote are those the recorded runs
+    (docs/results/results.json) give under this version's statistics."""
+    root = Path(__file__).resolve().parents[1]
+    doc = json.loads((root / "docs" / "results" / "results.json").read_text())
+    studies = tuple(s for s in plan.FULL if s.name in {d["name"] for d in doc["studies"]})
+    best = protocol.best(protocol.summarize(studies, doc["runs"]))
+    readme = (root / "README.md").read_text().split("## What VGC buys here")[1].split("\n## ")[0]
+    verdict = (root / "docs" / "results.md").read_text().split("### Verdict, in plain words")[1]
+    verdict = verdict.split("\n## ")[0]
+    for b in best:
+        ratio = "none" if b["best"] is None else f"{b['best']['compression_ratio']:.1f}x"
+        assert ratio in verdict, f"docs/results.md's verdict lacks {b['study']} {b['method']}: {ratio}"
+        if b["method"] != "vgc-exact-reset" and b["method"] != "vgc-reset":
+            assert ratio in readme, f"README lacks {b['study']} {b['method']}: {ratio}"
+    assert len(doc["seeds"]) == len(plan.SEEDS) and {r["seed"] for r in doc["runs"]} == set(plan.SEEDS)

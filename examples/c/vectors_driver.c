@@ -8,7 +8,8 @@
  *
  * It reads DIR/index.json for the case list and DIR/<case>/case.json for each case,
  * and writes DIR/<case>/out/ with the files "File layout" lists for the case's kind:
- * steps, aggregate, decode, dense. Exit status 0 when every case ran.
+ * steps, aggregate, decode, dense, and calls (vectors_calls.c). Exit status 0 when every
+ * case ran.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "json.h"
+#include "vectors_io.h"
 #include "vgc.h"
 
 /* ------------------------------------------------------------------------------------ */
@@ -26,7 +28,7 @@
 
 static char err_msg[512];
 
-static int fail(const char *fmt, ...) {
+int fail(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err_msg, sizeof err_msg, fmt, ap);
@@ -34,7 +36,7 @@ static int fail(const char *fmt, ...) {
     return -1;
 }
 
-static char *path_of(const char *fmt, ...) {
+char *path_of(const char *fmt, ...) {
     static char buf[4][1024];
     static int which = 0;
     char *p = buf[which++ & 3];
@@ -46,7 +48,7 @@ static char *path_of(const char *fmt, ...) {
 }
 
 /* reads a whole file (plus a NUL so that JSON can be parsed in place) */
-static uint8_t *read_file(const char *path, size_t *len) {
+uint8_t *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
@@ -59,7 +61,7 @@ static uint8_t *read_file(const char *path, size_t *len) {
     return data;
 }
 
-static int write_file(const char *path, const void *data, size_t len) {
+int write_file(const char *path, const void *data, size_t len) {
     FILE *f = fopen(path, "wb");
     if (!f) return fail("cannot write %s", path);
     size_t w = len ? fwrite(data, 1, len, f) : 0;
@@ -67,7 +69,7 @@ static int write_file(const char *path, const void *data, size_t len) {
     return w == len ? 0 : fail("short write to %s", path);
 }
 
-static int mkdirs(const char *path) {
+int mkdirs(const char *path) {
     char tmp[1024];
     snprintf(tmp, sizeof tmp, "%s", path);
     for (char *p = tmp + 1; *p; p++) {
@@ -139,13 +141,26 @@ static const char *codec_name(uint32_t codec) {
 }
 
 /* a float32 hyperparameter: {"value": float, "bits": "0x........"} -- use the bits */
-static float param_f32(const json *params, const char *name) {
+float param_f32(const json *params, const char *name) {
     const json *p = json_get(params, name);
     const char *bits = json_str(p, "bits");
     uint32_t b = bits ? (uint32_t)strtoul(bits, NULL, 16) : 0;
     float f;
     memcpy(&f, &b, 4);
     return f;
+}
+
+/* the ok result of a decode: {"ok": true, "packets": [..., "words": [...]]} */
+void write_packets_json(FILE *f, const vgc_packet *packets, size_t S) {
+    fprintf(f, "{\"ok\": true, \"packets\": [");
+    for (size_t j = 0; j < S; j++) {
+        const vgc_packet *p = &packets[j];
+        fprintf(f, "%s\n {\"segment_id\": %u, \"n\": %u, \"codec\": \"%s\", \"param\": %u, \"count\": %u, \"words\": [",
+                j ? "," : "", p->segment_id, p->n, codec_name(p->codec), p->param, p->count);
+        for (uint32_t i = 0; i < p->count; i++) fprintf(f, "%s%u", i ? ", " : "", p->words[i]);
+        fprintf(f, "]}");
+    }
+    fprintf(f, "\n]}\n");
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -319,15 +334,7 @@ static int run_decode(const char *cdir, const json *cj) {
         } else if (drc != VGC_OK) {
             rc = fail("decode %s: error %d", name, drc);
         } else {
-            fprintf(f, "{\"ok\": true, \"packets\": [");
-            for (size_t j = 0; j < S; j++) {
-                const vgc_packet *p = &packets[j];
-                fprintf(f, "%s\n {\"segment_id\": %u, \"n\": %u, \"codec\": \"%s\", \"param\": %u, \"count\": %u, \"words\": [",
-                        j ? "," : "", p->segment_id, p->n, codec_name(p->codec), p->param, p->count);
-                for (uint32_t i = 0; i < p->count; i++) fprintf(f, "%s%u", i ? ", " : "", p->words[i]);
-                fprintf(f, "]}");
-            }
-            fprintf(f, "\n]}\n");
+            write_packets_json(f, packets, S);
         }
         if (f) fclose(f);
         free(data); free(packets); free(words);
@@ -393,6 +400,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(kind, "aggregate")) rc = run_aggregate(cdir, cj);
         else if (!strcmp(kind, "decode")) rc = run_decode(cdir, cj);
         else if (!strcmp(kind, "dense")) rc = run_dense(cdir, cj);
+        else if (!strcmp(kind, "calls")) rc = run_calls(cdir, cj);
         else rc = fail("unknown kind %s", kind);
         if (rc) { printf("error %s: %s\n", name, err_msg); failed = 1; }
         else printf("ran %s\n", name);

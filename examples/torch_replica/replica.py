@@ -929,6 +929,8 @@ def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
         raise ValueError(f"--method {config.method} needs --tau > 0")
     if config.method == "topk" and not 0 < config.fraction <= 1:
         raise ValueError(f"--fraction {config.fraction}: must be in (0, 1]")
+    if config.residual == "reset" and config.method in ("strom", "topk"):
+        raise ValueError(f"--residual reset: --method {config.method} always feeds back its residual")
     if config.products != "ordered":
         raise ValueError(f"--products {config.products}: only 'ordered' has a documented arithmetic")
     if config.residual not in ("feedback", "reset"):

@@ -204,14 +204,13 @@ def markdown_block(summary: Sequence[dict[str, Any]], meta: dict[str, Any]) -> s
 
 def plot(summary: Sequence[dict[str, Any]], path: Path) -> None:
     """Test accuracy against compression ratio, one panel per study: every seed as a dot, each
-    setting's mean with its 95 % interval, the baseline and the one-point margin."""
+    setting's mean with the 95 % interval of its paired difference to the baseline, the
+    baseline and the one-point margin."""
     import matplotlib
     import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from mpi_demo.study import stats
 
     studies = list(dict.fromkeys(s["study"] for s in summary))
     fig, axes = plt.subplots(1, len(studies), figsize=(6.2 * len(studies) + 2.2, 4.8), squeeze=False)
@@ -229,12 +228,14 @@ def plot(summary: Sequence[dict[str, Any]], path: Path) -> None:
             for s in mine:
                 pts = list(s["per_seed"].values())
                 ax.scatter([p[1] for p in pts], [100 * p[0] for p in pts], s=7, color=color, alpha=0.35, lw=0)
-                acc = [p[0] for p in pts]
-                low, high = stats.t_interval(acc)
+                # the bar is the 95 % interval of the paired difference to the baseline, drawn
+                # around the mean: what the verdict rests on (the seeds' own spread, large
+                # where each seed is another task, is in the dots)
+                below, above = s["mean_diff"] - s["ci_low"], s["ci_high"] - s["mean_diff"]
                 ax.errorbar(
                     s["compression_ratio"],
                     100 * s["mean_accuracy"],
-                    yerr=[[100 * (s["mean_accuracy"] - low)], [100 * (high - s["mean_accuracy"])]],
+                    yerr=[[100 * below], [100 * above]],
                     color=color,
                     marker="o" if s["holds"] else "x",
                     ms=5,
@@ -255,7 +256,11 @@ def plot(summary: Sequence[dict[str, Any]], path: Path) -> None:
         ax.set_ylabel("test accuracy (%)")
         lo = min(100 * s["min_accuracy"] for s in rows)
         ax.set_ylim(max(lo - 1, 100 * base["mean_accuracy"] - 15), 100 * base["max_accuracy"] + 2)
-        ax.set_title(f"{study} ({base['n_seeds']} seeds; o holds the baseline, x does not)", fontsize=9)
+        ax.set_title(
+            f"{study}: {base['n_seeds']} seeds; bars: 95 % interval of the paired difference;\n"
+            "o holds the baseline (one-sided bound above -1 point), x does not",
+            fontsize=9,
+        )
         ax.grid(True, which="both", lw=0.3, alpha=0.5)
     seen: dict[str, Any] = {}
     for ax in axes[0]:
