@@ -121,3 +121,18 @@ def test_every_option_changes_the_numbers_of_the_methods_it_applies_to_and_no_ot
                 f"--{option.replace('_', '-')} {value} with --method {method} "
                 + ("changes nothing" if applies else "changes the numbers, which trace.md does not say")
             )
+
+
+def test_demo_md_quotes_the_parsers_defaults():
+    """Every `--option value` docs/demo.md's "What is trained" gives as the demo's setting is
+    the parser's default."""
+    text = (DOCS / "demo.md").read_text().split("## What is trained")[1].split("## Arithmetic of one step")[0]
+    pairs = re.findall(r"--([a-z][a-z0-9-]*) ([0-9][0-9.e,+-]*)", text)
+    assert len(pairs) >= 8
+    defaults = _train_defaults()
+    for option, value in pairs:
+        default = defaults[option.replace("-", "_")]
+        if isinstance(default, tuple):  # --hidden 128,64
+            assert tuple(int(v) for v in value.split(",")) == default, f"demo.md: --{option} {value}"
+        else:
+            assert float(value) == default, f"demo.md: --{option} {value}; the parser's default is {default}"
