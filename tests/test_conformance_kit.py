@@ -100,11 +100,13 @@ def kit_runs(tmp_path_factory):
     jobs = {}
     for name in sorted(backend_names(), key=lambda n: n != "numba-cuda"):
         examples = BACKEND_EXAMPLES.get(name)
-        jobs[name] = (
-            f"backend:{name}",
-            ("--max-examples", str(examples)) if examples else (),
-            _backend_env(name),
-        )
+        args = ("--max-examples", str(examples)) if examples else ()
+        env = _backend_env(name)
+        if env.get("NUMBA_ENABLE_CUDASIM"):
+            # A step on 2^27 elements is beyond the simulator (one Python call per thread);
+            # on a GPU the case runs like every other.
+            args += ("-k", "not largest_segment")
+        jobs[name] = (f"backend:{name}", args, env)
     # One wrong implementation with shrinking, for the report's minimal example.
     jobs["ge_instead_of_gt+shrink"] = (
         "wrong_impls.ge_instead_of_gt",

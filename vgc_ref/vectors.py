@@ -502,7 +502,8 @@ def _export_calls(root: Path) -> tuple[list[dict], list[dict]]:
     for case_id, (case, calls) in exported.items():
         directory = root / case_id
         shutil.rmtree(directory, ignore_errors=True)
-        doc = {"name": case_id, "kind": "calls", "description": case.why, "rules": list(case.rules)}
+        why = case.why or f"the deterministic layer's case {case_id}"
+        doc = {"name": case_id, "kind": "calls", "description": why, "rules": list(case.rules)}
         _write_json(directory / "case.json", {**doc, "calls": [c[0] for c in calls]})
         for i, (_, in_files, result, out_files) in enumerate(calls):
             for name, x in in_files.items():

@@ -99,7 +99,14 @@ static int run_step(const char *idir, const char *odir, const json *call, int st
     const uint32_t segment = (uint32_t)json_int(call, "segment_id", 0);
     const json *params = json_get(call, "params");
     const size_t n = r.size;
+    /* the state is not an argument that can be refused: a SegmentState holds r and v of
+       one length n, so a vector with other shapes is a broken vector, not a call error */
+    if (r.ndim != 1 || v.ndim != 1 || v.size != n) {
+        free(r.x); free(v.x); free(g.x); free(s.x);
+        return fail("r and v are not float32[n] of one n");
+    }
     uint32_t *words = malloc((n ? n : 1) * sizeof *words);
+    if (!words) { free(r.x); free(v.x); free(g.x); free(s.x); return fail("out of memory"); }
     size_t count = 0;
     uint32_t param = 0;
     vgc_error err = {0};
@@ -174,6 +181,7 @@ static int run_encode(const char *idir, const char *odir, const json *call) {
         uint8_t *data = read_file(path_of("%s/packet%zu.words.u32", idir, j), &len);
         if (!data) { rc = fail("packet%zu.words.u32: missing", j); break; }
         words[j] = malloc(len ? len : 4);
+        if (!words[j]) { free(data); rc = fail("out of memory"); break; }
         memcpy(words[j], data, len);
         free(data);
         /* a field out of 0 .. 2^32 - 1: the earlier packets' own errors come first */

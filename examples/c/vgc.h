@@ -98,8 +98,9 @@ uint32_t vgc_crc32(const uint8_t *data, size_t len);
 size_t vgc_message_length(const vgc_packet *packets, size_t n_packets);
 
 /* The packet checks of vgc_encode_message alone, packet by packet in list order:
- * for each, 9 (n), 10 (codec), 12 (segment id repeats an earlier one), 13 (param),
- * 14-19 (count and words). Writes nothing. */
+ * for each, 9 (n), 10 (codec), 13 (param), 14-19 (count and words), and last 12 (its
+ * segment id repeats an earlier packet's; docs/conformance.md "Which error wins", not
+ * the decoder's order, where 12 comes before 13). Writes nothing. */
 int vgc_check_packets(const vgc_packet *packets, size_t n_packets, vgc_error *err);
 
 /* Checks every packet against the content rules (9, 13-19), the uniqueness of segment

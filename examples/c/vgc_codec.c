@@ -206,7 +206,8 @@ int vgc_check_packets(const vgc_packet *packets, size_t S, vgc_error *err) {
         const vgc_packet *p = &packets[j];
         const char *field;
         int64_t w;
-        /* the decoder's content order: 9, 10, (11: no reserved bytes in a packet), 12, 13, 14-19 */
+        /* 9, 10, (11: no reserved bytes in a packet), 13, 14-19: the decoder's content
+           order, except that 12 (a repeated id) comes last, below */
         if (p->n > VGC_MAX_SEGMENT_LEN) { free(dup); return encode_error(err, "n", j, -1, "n > 2^27"); }
         if (p->codec > VGC_CODEC_STROM) { free(dup); return encode_error(err, "codec", j, -1, "unknown codec"); }
         if (content_rule_param(p->codec, p->param, p->count)) {

@@ -144,7 +144,7 @@ def _array(name: str, x, dtype=np.float32) -> np.ndarray:
         raise NotExpressibleError(f"{name} has dtype {x.dtype} (argument types)")
     if x.size > LARGEST_VECTOR:
         raise NotExpressibleError(f"{name} has {x.size} elements, too many for a vector file (size)")
-    return np.ascontiguousarray(x).copy()
+    return np.array(x, order="C", copy=True)  # keeps a 0-D array 0-D (ascontiguousarray would not)
 
 
 def _int(name: str, x) -> int:
@@ -229,7 +229,9 @@ def to_values(call: Call) -> tuple[dict, dict]:
             files[f"{name}.f32"] = _array(name, a.get(name))
             doc[name] = list(files[f"{name}.f32"].shape)
         if op == "conv_grad_var":
-            form = a.get("form", "exact")
+            if "form" not in a:
+                raise NotExpressibleError("form not given: its default is the signature's (argument types)")
+            form = a["form"]
             if not isinstance(form, str):
                 raise NotExpressibleError(f"form is a {type(form).__name__} (argument types)")
             doc["form"] = form

@@ -1144,6 +1144,9 @@ def _precedence_aggregations():
         ),
         "format_before_bad_sizes": ([valid_message(), crc], [100, "50", 3]),
         "bad_sizes_before_layout": ([wrong_n], [100, 50.0, 3]),
+        # the same faults as values alone (a port in another language sees these)
+        "negative_size_before_layout": ([wrong_n], [100, -50, 3]),
+        "size_above_2_27_before_layout": ([wrong_n], [100, 50, (1 << 27) + 1]),
         "empty_messages_before_bad_sizes": ([], "sizes"),
     }
 
@@ -1669,7 +1672,8 @@ ACCEPTANCE = {
     "accept:messages.one": r"aggregate(_out)?\.one_rank",
     "reject:messages.empty": r"aggregate_bad\.no_messages|aggregate_bad\.empty_messages_before_bad_sizes",
     "reject:messages.entry": r"aggregate_bad\.not_bytes_of_rank_1_before_layout_of_rank_0",
-    "reject:sizes.entry": r"aggregate_bad\.(bad_sizes_before_layout|format_before_bad_sizes)",
+    "reject:sizes.entry": r"aggregate_bad\.(bad_sizes_before_layout|format_before_bad_sizes"
+    r"|negative_size_before_layout|size_above_2_27_before_layout)",
     "accept:out.arrays": r"aggregate_out\..*",
     "accept:out.strided_tuple": r"aggregate_out\.tuple_of_strided_views",
     "reject:out.count": r"aggregate_bad\.out_too_(few|many)_arrays",
