@@ -26,6 +26,17 @@ PI = 3.141592653589793
 COS_TERMS = 16
 
 
+def _cos_coefficients() -> tuple[float, ...]:
+    """c_0 = 1, c_k = c_{k-1} / ((2k - 1) * 2k): the series' coefficients, computed once."""
+    c = [1.0]
+    for k in range(1, COS_TERMS):
+        c.append(c[-1] / float((2 * k - 1) * (2 * k)))
+    return tuple(c)
+
+
+_COS_COEFFICIENTS = _cos_coefficients()
+
+
 def cos64(x: float) -> float:
     """cos(x) for 0 <= x <= pi as a fixed sequence of float64 operations.
 
@@ -35,9 +46,7 @@ def cos64(x: float) -> float:
     acc = c_k - y * acc (the product rounded, then the difference). Within 1e-15 of the
     true cosine on [0, pi]; what matters is that it is the same on every machine.
     """
-    c = [1.0]
-    for k in range(1, COS_TERMS):
-        c.append(c[-1] / float((2 * k - 1) * (2 * k)))
+    c = _COS_COEFFICIENTS
     y = x * x
     acc = c[COS_TERMS - 1]
     for k in range(COS_TERMS - 2, -1, -1):

@@ -49,6 +49,7 @@ import vgc_ref
 from vgc_ref._cli import ArgumentParser, usage_error
 from vgc_ref.conformance import cases as edge
 from vgc_ref.conformance import variance_cases
+from vgc_ref.conformance.record import packet_doc
 from vgc_ref.packet import MAX_SEGMENT_LEN, Codec, Packet
 from vgc_ref.params import StromParams, VGCParams
 from vgc_ref.state import SegmentState
@@ -91,10 +92,6 @@ def _read_array(base: Path, n: int, sparse: bool) -> np.ndarray:
 def _write_json(path: Path, doc) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1) + "\n")
-
-
-def _packet_doc(p: Packet) -> dict:
-    return {"segment_id": p.segment_id, "n": p.n, "codec": p.codec.name, "param": p.param, "count": p.count}
 
 
 def _f32_doc(x: float) -> dict:
@@ -315,7 +312,7 @@ def _write_step_outputs(root: Path, segments, steps, sparse) -> None:
         d = root / f"step{t}"
         d.mkdir(parents=True, exist_ok=True)
         (d / "message.bin").write_bytes(bytes(message))
-        _write_json(d / "packets.json", [_packet_doc(p) for p in packets])
+        _write_json(d / "packets.json", [packet_doc(p) for p in packets])
         for sg, p in zip(segments, packets):
             j = sg["segment_id"]
             _write_array(d / f"seg{j}.words", np.asarray(p.words, np.uint32), sparse)
@@ -332,7 +329,7 @@ def _decode_result(decode, data: bytes) -> dict:
         packets = decode(data)
     except vgc_ref.FormatError as err:
         return {"ok": False, "error": "FormatError", "field": err.field, "offset": err.offset}
-    return {"ok": True, "packets": [{**_packet_doc(p), "words": [int(w) for w in p.words]} for p in packets]}
+    return {"ok": True, "packets": [{**packet_doc(p), "words": [int(w) for w in p.words]} for p in packets]}
 
 
 # --------------------------------------------------------------------------------------

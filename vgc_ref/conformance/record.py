@@ -283,7 +283,8 @@ def from_values(doc: dict, files: dict) -> dict:
     return kwargs
 
 
-def _packet_doc(p) -> dict:
+def packet_doc(p) -> dict:
+    """A packet's header fields as the vectors write them (``codec`` by name)."""
     return {
         "segment_id": int(p.segment_id),
         "n": int(p.n),
@@ -308,12 +309,12 @@ def outcome(op: str, result, error: BaseException | None, state=None) -> tuple[d
         return error_doc(error), files
     doc: dict = {"ok": True}
     if op in ("vgc_step", "strom_step"):
-        doc["packet"] = _packet_doc(result)
+        doc["packet"] = packet_doc(result)
         files["words.u32"] = np.array(result.words, np.uint32)
     elif op == "encode_message":
         files["message.bin"] = bytes(result)
     elif op == "decode_message":
-        doc["packets"] = [{**_packet_doc(p), "words": [int(w) for w in p.words]} for p in result]
+        doc["packets"] = [{**packet_doc(p), "words": [int(w) for w in p.words]} for p in result]
     elif op == "decode_accumulate":
         for j, g_hat in enumerate(result):
             files[f"g_hat{j}.f32"] = np.array(g_hat, np.float32)
