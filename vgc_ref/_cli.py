@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from typing import NoReturn
 
 from vgc_ref._version import __version__
@@ -76,27 +77,83 @@ def usage_error(prog: str, message: str, per_host: bool = False) -> NoReturn:
     raise SystemExit(EXIT_USAGE)
 
 
+def _probe_directory(directory: str) -> str | None:
+    """Create and remove a file in ``directory``: None when that worked, else why not.
+
+    Writability is proven by writing, not by ``os.access``: ``os.access`` says yes to root
+    on read-only mounts, /proc and /sys, and says nothing about a full disk.
+    """
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".vgc-write-probe-", dir=directory)
+    except OSError as exc:
+        return f"directory {directory} is not writable ({exc.strerror or exc})"
+    try:
+        try:
+            os.write(fd, b"probe")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return f"directory {directory} cannot take a file ({exc.strerror or exc})"
+    finally:
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass
+    return None
+
+
 def output_file_problem(path: str) -> str | None:
     """Why ``path`` cannot be written as a new or replaced file, or None when it can.
 
-    Checked before long work starts: the path is not a directory, its directory exists
-    and is writable, and an existing file there is writable.
+    Checked before long work starts: the path is not empty and not a directory, an existing
+    path is a regular file (not a device, a FIFO or a socket), its directory exists, and a
+    file can be created, written and removed there (the project writes every output file
+    aside and renames it into place, so that is the operation that must work).
     """
+    if not path:
+        return "is empty; give a file path"
     p = os.path.abspath(path)
     parent = os.path.dirname(p)
     if os.path.isdir(p):
         return "is a directory; give a file path"
+    if os.path.exists(p) and not os.path.isfile(p):
+        return "exists and is not a regular file"
     if not os.path.isdir(parent):
         return f"directory {parent} does not exist"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"directory {parent} is not writable"
-    if os.path.exists(p) and not os.access(p, os.W_OK):
-        return "the file exists and is not writable"
-    return None
+    return _probe_directory(parent)
+
+
+def output_dir_problem(path: str) -> str | None:
+    """Why ``path`` cannot be used (or created) as an output directory, or None when it can.
+
+    An existing directory must take a probe file; a missing one is created, with its
+    parents, under the nearest existing ancestor, which must take a probe file.
+    """
+    if not path:
+        return "is empty; give a directory path"
+    p = os.path.abspath(path)
+    if os.path.exists(p):
+        if not os.path.isdir(p):
+            return "exists and is not a directory"
+        return _probe_directory(p)
+    ancestor = os.path.dirname(p)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        return f"{ancestor} is not a directory"
+    return _probe_directory(ancestor)
+
+
+def same_path(a: str, b: str) -> bool:
+    """Whether two output options name the same file (after resolving links and ``..``)."""
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def input_file_problem(path: str) -> str | None:
     """Why ``path`` cannot be read as a file, or None when it can."""
+    if not path:
+        return "is empty; give a file path"
     if os.path.isdir(path):
         return "is a directory, not a file"
     if not os.path.exists(path):
