@@ -96,6 +96,61 @@ def ping(reps: int = 50) -> list[dict[str, Any]]:
         return json.loads(out.read_text())
 
 
+PHASES = ("compute", "variance", "compress", "communicate")
+#: The demo configurations whose per-phase timings the model is checked against.
+RUNS = (("synthetic", "none"), ("synthetic", "vgc"), ("digits", "none"), ("digits", "vgc"))
+
+
+def _config(dataset: str, method: str, quick: bool, ranks: int | None):
+    """The demo's configuration for one run: alpha 2, seed 0, the demo's defaults otherwise."""
+    from mpi_demo.config import TrainConfig
+
+    extra = {"epochs": 1, "steps": 20} if quick else {}
+    return TrainConfig(
+        dataset=dataset, method=method, alpha=2.0, seed=0, ranks=ranks, progress=False, **extra
+    )
+
+
+def _row(method: str, r) -> dict[str, Any]:
+    """What the check needs of one run's result."""
+    row = {"method": method, "n_params": r.dense_bytes // 4, "compression_ratio": r.compression_ratio}
+    for p in PHASES:
+        row[f"{p}_s"] = r.time_per_step[p]
+    row["compute_s"] = r.time_per_step["compute"]
+    return row
+
+
+def run_simulated(dataset: str, method: str, quick: bool) -> dict[str, Any]:
+    """One run with RANKS simulated workers in this process."""
+    from mpi_demo.train import run_training
+
+    return _row(method, run_training(_config(dataset, method, quick, RANKS)))
+
+
+def run_mpi(dataset: str, method: str, quick: bool) -> dict[str, Any]:
+    """One run under ``mpiexec -n RANKS``; rank 0 writes the row as JSON."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "row.json"
+        job = json.dumps({"dataset": dataset, "method": method, "quick": quick, "out": str(out)})
+        cmd = [mpiexec(), "-n", str(RANKS), sys.executable, "-m", "mpi4py", "-m", "mpi_demo.costcheck"]
+        subprocess.run([*cmd, "_run", job], check=True, stdout=subprocess.DEVNULL, env=mpi_env(), timeout=900)
+        return json.loads(out.read_text())
+
+
+def _run_rank(job_text: str) -> None:
+    """One rank of :func:`run_mpi`'s job."""
+    from mpi_demo.comm import MPIComm
+    from mpi_demo.train import run_training
+
+    job = json.loads(job_text)
+    comm = MPIComm()
+    r = run_training(_config(job["dataset"], job["method"], job["quick"], None), comm)
+    if comm.is_root:
+        Path(job["out"]).write_text(json.dumps(_row(job["method"], r)))
+
+
 def bench_rates(path: Path) -> dict[str, float]:
     """compress_rate (elements/s, numpy VGC step at 1 %), aggregate_rate (message bytes/s),
     variance_fraction (variance's extra time over a plain dense forward+backward)."""
@@ -119,11 +174,23 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "_ping":
         _ping(argv[1], int(argv[2]))
         return 0
+    if argv and argv[0] == "_run":
+        _run_rank(argv[1])
+        return 0
     from vgc_ref._cli import ArgumentParser, input_file_problem, output_file_problem
 
     ap = ArgumentParser(prog="python -m mpi_demo.costcheck", description=__doc__.split("\n")[0])
     ap.add_argument("--bench", action="append", default=None, help="bench JSON (repeatable)")
-    ap.add_argument("--out", default="docs/results/costcheck.json")
+    ap.add_argument(
+        "--out",
+        default="docs/results/costcheck.json",
+        help="JSON of every measurement (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="a rehearsal in well under a minute: 20 steps per run, a short ping; its figures mean nothing",
+    )
     args = ap.parse_args(argv)
     problem = output_file_problem(args.out)
     if problem:
@@ -132,30 +199,30 @@ def main(argv: list[str] | None = None) -> int:
         problem = input_file_problem(bench)
         if problem:
             ap.error(f"--bench {bench!r}: {problem}")
-    from mpi_demo import sweep
+    from mpi_demo.study.report import provenance
     from vgc_ref.costmodel import Workload, predict
 
     benches = [Path(b) for b in (args.bench or ["docs/results/bench_numpy.json"])]
     rates = {str(b): bench_rates(b) for b in benches}
     print("bench rates:", json.dumps(rates, indent=1), flush=True)
-    pings = ping()
+    pings = ping(reps=2 if args.quick else 50)
     links = {op: fit(pings, op) for op in ("allgather", "allreduce")}
     for op, f in links.items():
         print(f"{op}: L = {1e6 * f['latency']:.1f} us, W = {f['bandwidth'] / 1e9:.3f} GB/s", flush=True)
     os.environ.update({k: v for k, v in mpi_env().items() if k.startswith("MPIR")})
     runs = []
-    for ds in ("synthetic", "digits"):
-        for spec in (sweep.Spec(ds, "none"), sweep.Spec(ds, "vgc", alpha=2.0)):
-            sim = sweep.run_simulated(spec, 0)
-            mpi = sweep.run_mpi(spec, 0)
-            runs.append({"spec": spec.label, "dataset": ds, "simulated": sim, "mpi": mpi})
-            print(
-                f"{ds} {spec.label}: mpi ms/step "
-                + " ".join(f"{p} {1e3 * mpi[p + '_s']:.3f}" for p in sweep.PHASES)
-                + "; simulated "
-                + " ".join(f"{1e3 * sim[p + '_s']:.3f}" for p in sweep.PHASES),
-                flush=True,
-            )
+    for ds, method in RUNS:
+        label = "vgc a=2" if method == "vgc" else method
+        sim = run_simulated(ds, method, args.quick)
+        mpi = run_mpi(ds, method, args.quick)
+        runs.append({"spec": label, "dataset": ds, "simulated": sim, "mpi": mpi})
+        print(
+            f"{ds} {label}: mpi ms/step "
+            + " ".join(f"{p} {1e3 * mpi[p + '_s']:.3f}" for p in PHASES)
+            + "; simulated "
+            + " ".join(f"{1e3 * sim[p + '_s']:.3f}" for p in PHASES),
+            flush=True,
+        )
     checks = []
     for r in runs:
         mpi, sim = r["mpi"], r["simulated"]
@@ -178,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                     "config": r["spec"],
                     "bench": bench_name,
                     "bench_n": rate["n"],
-                    "measured_mpi_ms": {p: 1e3 * mpi[p + "_s"] for p in sweep.PHASES},
-                    "measured_simulated_ms": {p: 1e3 * sim[p + "_s"] for p in sweep.PHASES},
+                    "measured_mpi_ms": {p: 1e3 * mpi[p + "_s"] for p in PHASES},
+                    "measured_simulated_ms": {p: 1e3 * sim[p + "_s"] for p in PHASES},
                     "predicted_ms": {
                         "compute": 1e3 * w.compute,
                         "variance": 1e3 * pr.variance,
@@ -194,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     doc = {
         "command": "python -m mpi_demo.costcheck " + " ".join(argv),
-        "machine": sweep.machine_info(),
+        "machine": provenance(),
         "ping": pings,
         "links": links,
         "rates": rates,
@@ -208,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---|---:|---|---:|---:|---:|")
     for c in checks:
-        for p in sweep.PHASES:
+        for p in PHASES:
             print(
                 f"| {c['dataset']} | {c['config']} | {c['bench_n']} | {p} | {c['measured_mpi_ms'][p]:.3f} "
                 f"| {c['measured_simulated_ms'][p]:.3f} | {c['predicted_ms'][p]:.3f} |"
