@@ -21,7 +21,6 @@ fraction is variance / (forward + backward). Random inputs of the layer's shapes
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -148,9 +147,16 @@ def segment_costs(repeats: int) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mpi_demo.varcost", description=__doc__.split("\n")[0])
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=50)
+    from vgc_ref._cli import ArgumentParser
+
+    p = ArgumentParser(prog="python -m mpi_demo.varcost", description=__doc__.split("\n")[0])
+    p.add_argument("--batch", type=int, default=16, help="mini-batch size (default: %(default)s)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=50,
+        help="timings per figure; the median is shown (default: %(default)s)",
+    )
     p.add_argument("--segments", action="store_true", help="also the per-segment fixed costs")
     args = p.parse_args(argv)
     print(f"batch {args.batch}, median of {args.repeats}, one thread, load average {os.getloadavg()[0]:.1f}")

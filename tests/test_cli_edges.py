@@ -35,22 +35,51 @@ def assert_usage_error(done: subprocess.CompletedProcess, prog: str, *fragments:
         assert fragment in lines[0], (fragment, lines[0])
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
+def commands() -> list[tuple[str, ...]]:
+    """Every command of the repository, found from the files: each package with a
+    ``__main__.py`` and each module with a ``__main__`` block (run with ``-m``), and each
+    such script under examples/, tools/ and tests/golden/ (run as a file). The test
+    harness's own workers (tests/*_worker.py, tests/wrong_impls/) are not commands."""
+    found: list[tuple[str, ...]] = []
+    for package in ("vgc_ref", "mpi_demo"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            if path.name == "__main__.py":
+                found.append(("-m", ".".join(path.parent.relative_to(ROOT).parts)))
+            elif 'if __name__ == "__main__"' in text:
+                found.append(("-m", ".".join(path.with_suffix("").relative_to(ROOT).parts)))
+    for folder in ("examples", "tools", "tests/golden"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if 'if __name__ == "__main__"' in path.read_text(encoding="utf-8"):
+                found.append((str(path.relative_to(ROOT)),))
+    return found
+
+
+@pytest.mark.parametrize("cmd", commands(), ids=lambda c: c[-1])
+def test_every_command_answers_version(cmd):
+    """``--version`` prints vgc_ref's version and exits 0, before any heavy import or work."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, *cmd, "--version"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"vgc_ref {__version__}" in done.stdout, done.stdout
+
+
+def test_the_command_list_finds_the_known_commands():
+    """The discovery above is not vacuous: it finds the commands the docs name."""
+    names = {c[-1] for c in commands()}
+    for known in (
         "vgc_ref",
         "vgc_ref.bench",
-        "vgc_ref.vectors",
         "vgc_ref.conformance",
-        "vgc_ref.costmodel",
         "mpi_demo",
         "mpi_demo.costcheck",
-    ],
-)
-def test_every_command_answers_version(module):
-    done = command(module, "--version")
-    assert done.returncode == 0, done.stderr
-    assert __version__ in done.stdout
+        "vgc_ref.conformance.table",
+        "mpi_demo.varcost",
+        "examples/ddp_mnist1d.py",
+    ):
+        assert known in names, (known, sorted(names))
 
 
 # --------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ generator changed.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -35,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mpi_demo import mnist1d  # noqa: E402
+from vgc_ref._cli import ArgumentParser  # noqa: E402
 
 EXTRA_SEED = 43
 EXTRA_SAMPLES = 10_000
@@ -118,7 +118,7 @@ def compare(arrays64: dict[str, np.ndarray], stored: dict[str, np.ndarray]) -> l
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python tools/make_mnist1d.py", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="compare with the stored file, write nothing")
     args = parser.parse_args()
     arrays = generate()

@@ -26,7 +26,6 @@ cosmic-ray session, and writes docs/mutation.md (score, survivors, time).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -618,7 +617,9 @@ def write_page(summary: dict, modules: list[str], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python tools/mutation.py", description=__doc__.split("\n\n")[0])
+    from vgc_ref._cli import ArgumentParser
+
+    parser = ArgumentParser(prog="python tools/mutation.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="mutate every module, run the kit, write docs/mutation.md")
     p_run.add_argument("--modules", nargs="+", default=MODULES, choices=MODULES)

@@ -1080,9 +1080,20 @@ def train(config: Config, ranks: int, trace_path: str | None = None) -> Result:
     return Result(total, test_acc, params, time.perf_counter() - t0)
 
 
+def _version() -> str:
+    """vgc_ref's version, read from the installed package's metadata (this file imports nothing of it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vgc_ref")
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def main(argv: list[str] | None = None) -> int:
     d = Config()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--version", action="version", version=f"%(prog)s (vgc_ref {_version()})")
     ap.add_argument("--method", choices=["vgc", "hybrid", "strom", "topk", "none"], default=d.method)
     ap.add_argument("--dataset", choices=["synthetic", "mnist1d", "mnist1d-10k"], default=d.dataset)
     ap.add_argument("--model", choices=["mlp", "cnn"], default=d.model)

@@ -165,8 +165,19 @@ def differences(directory: Path = HERE) -> list[str]:
     return problems
 
 
+def _version() -> str:
+    """vgc_ref's version, read from the installed package's metadata (this file imports nothing of it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vgc_ref")
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s (vgc_ref {_version()})")
     parser.add_argument("--write", action="store_true", help="regenerate the golden files (on purpose only)")
     args = parser.parse_args(argv)
     if args.write:

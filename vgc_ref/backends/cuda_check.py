@@ -28,7 +28,6 @@ tests/test_cuda_compile.py runs it for sm_80 and sm_90 on both CUDA targets.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -182,11 +181,20 @@ def _controls():
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from vgc_ref._cli import ArgumentParser
+
+    parser = ArgumentParser(prog="python -m vgc_ref.backends.cuda_check", description=__doc__.splitlines()[0])
     parser.add_argument("--cc", required=True, help="compute capability, e.g. 80 or 90")
-    parser.add_argument("--target", choices=["default", "builtin", "numba-cuda"], default="default")
+    parser.add_argument(
+        "--target",
+        choices=["default", "builtin", "numba-cuda"],
+        default="default",
+        help="which numba.cuda compiles (default: %(default)s, what `import numba.cuda` gives)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="folder for PTX, cubin, SASS and report.json")
     args = parser.parse_args(argv)
+    if not re.fullmatch(r"[1-9][0-9]", args.cc):
+        parser.error(f"--cc {args.cc!r}: give a compute capability as two digits, e.g. 80 or 90")
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
         parser.error("unset NUMBA_ENABLE_CUDASIM (or set it to 0): the simulator compiles nothing")
     cc = (int(args.cc[:-1]), int(args.cc[-1]))

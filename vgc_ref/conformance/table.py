@@ -31,7 +31,6 @@ content rules; ``format:canonical``: one list of packets has one byte string),
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 from collections.abc import Callable
@@ -1787,9 +1786,10 @@ def coverage_table(docs_dir) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vgc_ref._cli import ArgumentParser
     from vgc_ref.conformance.adapter import DEFAULT_IMPL, ENV_IMPL, load_impl
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m vgc_ref.conformance.table",
         description="Run the kit's deterministic cases (seconds, no Hypothesis) against an implementation.",
     )
