@@ -19,6 +19,9 @@ from vgc_ref._version import __version__
 #: Exit status of a bad argument or an unusable input file, for every command.
 EXIT_USAGE = 2
 
+#: With this variable set to 1, a command parses its arguments and exits 0 (see ArgumentParser).
+PARSE_ONLY = "VGC_PARSE_ONLY"
+
 #: Variables through which MPI launchers tell a process its rank (MPICH/Hydra, Open MPI, PMIx).
 RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 #: ... and its rank among the processes on its own host (MPICH/Hydra, Open MPI).
@@ -65,6 +68,16 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         if version:
             self.add_argument("--version", action="version", version=f"%(prog)s (vgc_ref {__version__})")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """argparse's, then: with ``VGC_PARSE_ONLY=1`` in the environment, print
+        ``PROG: arguments parsed`` and exit 0 before any work (tests/test_doc_commands.py
+        checks every command the docs show this way: its module, sub-command and options)."""
+        parsed = super().parse_args(args, namespace)
+        if os.environ.get(PARSE_ONLY) == "1":
+            print(f"{self.prog}: arguments parsed", flush=True)
+            raise SystemExit(0)
+        return parsed
 
     def error(self, message: str) -> NoReturn:
         say_error(self.prog, message)

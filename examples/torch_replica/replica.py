@@ -42,6 +42,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import struct
 import sys
 import time
@@ -1110,6 +1111,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--residual", choices=["feedback", "reset"], default=d.residual)
     ap.add_argument("--lr-schedule", choices=["constant", "step", "cosine"], default=d.lr_schedule)
     a = ap.parse_args(argv)
+    if os.environ.get("VGC_PARSE_ONLY") == "1":  # the docs' commands test (tests/test_doc_commands.py)
+        print(f"{ap.prog}: arguments parsed")
+        return 0
     config = Config(
         dataset=a.dataset,
         samples=a.samples,
