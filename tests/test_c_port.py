@@ -41,6 +41,16 @@ def test_selftest_and_golden_vectors(tmp_path):
     assert done.returncode == 0, out[-4000:]
     assert "all selftest checks ok" in out and "all cases match" in out
     assert not re.search(r"^FAIL", out, flags=re.M)
+    # examples/c/README.md states the counts of this export: they are checked, not typed.
+    import json
+
+    cases = json.loads((tmp_path / "vectors" / "index.json").read_text())["cases"]
+    calls = sum(c["kind"] == "calls" for c in cases)
+    readme = (PORT / "README.md").read_text()
+    assert f"{len(cases):,} cases, {calls:,} of them of kind `calls`" in " ".join(readme.split()), (
+        len(cases),
+        calls,
+    )
 
 
 def test_conformance_kit_and_table(tmp_path):
