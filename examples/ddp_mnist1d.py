@@ -24,51 +24,63 @@ import time
 from types import SimpleNamespace
 
 import numpy as np
-import torch
-import torch.distributed as dist
-from torch import nn
 
-import vgc_ref.torch
-from mpi_demo import network
-from mpi_demo.data import epoch_order, load_dataset, shard_bounds
+from vgc_ref._cli import ArgumentParser
+
+# torch, vgc_ref.torch and mpi_demo are imported after the arguments are parsed, so that
+# --help, --version and a wrong argument answer at once.
 
 
-class CNN(nn.Module):
+def make_cnn(channels=(32, 32, 32), length: int = 40, classes: int = 10):
     """mpi_demo/cnn.py's network: three stride-2 convolutions with ReLU, then a dense layer."""
+    import torch
+    from torch import nn
 
-    def __init__(self, channels=(32, 32, 32), length: int = 40, classes: int = 10) -> None:
-        super().__init__()
-        geometry = ((5, 2, 2), (3, 2, 1), (3, 2, 1))  # kernel, stride, padding (cnn.GEOMETRY)
-        ins = (1, *channels[:-1])
-        self.convs = nn.ModuleList(
-            nn.Conv1d(i, o, k, stride=s, padding=p) for i, o, (k, s, p) in zip(ins, channels, geometry)
-        )
-        for k, s, p in geometry:
-            length = (length + 2 * p - k) // s + 1
-        self.dense = nn.Linear(length * channels[-1], classes)
+    class CNN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            geometry = ((5, 2, 2), (3, 2, 1), (3, 2, 1))  # kernel, stride, padding (cnn.GEOMETRY)
+            ins = (1, *channels[:-1])
+            self.convs = nn.ModuleList(
+                nn.Conv1d(i, o, k, stride=s, padding=p) for i, o, (k, s, p) in zip(ins, channels, geometry)
+            )
+            n = length
+            for k, s, p in geometry:
+                n = (n + 2 * p - k) // s + 1
+            self.dense = nn.Linear(n * channels[-1], classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, 40]
-        h = x[:, None, :]
-        for conv in self.convs:
-            h = torch.relu(conv(h))
-        return self.dense(h.transpose(1, 2).flatten(1))  # position major, as the demo flattens
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, 40]
+            h = x[:, None, :]
+            for conv in self.convs:
+                h = torch.relu(conv(h))
+            return self.dense(h.transpose(1, 2).flatten(1))  # position major, as the demo flattens
 
-    def load_demo_params(self, params: list[np.ndarray]) -> None:
-        """The demo's segments (W: [kernel*C_in, C_out] and [P*C, classes]) in torch's layout."""
-        with torch.no_grad():
-            for i, conv in enumerate(self.convs):
-                c_out, c_in, k = conv.weight.shape
-                w = params[2 * i].reshape(k, c_in, c_out).transpose(2, 1, 0)
-                conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
-                conv.bias.copy_(torch.from_numpy(params[2 * i + 1]))
-            self.dense.weight.copy_(torch.from_numpy(params[-2].reshape(-1, self.dense.out_features).T))
-            self.dense.bias.copy_(torch.from_numpy(params[-1]))
+        def load_demo_params(self, params: list[np.ndarray]) -> None:
+            """The demo's segments (W: [kernel*C_in, C_out] and [P*C, classes]) in torch's layout."""
+            with torch.no_grad():
+                for i, conv in enumerate(self.convs):
+                    c_out, c_in, k = conv.weight.shape
+                    w = params[2 * i].reshape(k, c_in, c_out).transpose(2, 1, 0)
+                    conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+                    conv.bias.copy_(torch.from_numpy(params[2 * i + 1]))
+                self.dense.weight.copy_(torch.from_numpy(params[-2].reshape(-1, self.dense.out_features).T))
+                self.dense.bias.copy_(torch.from_numpy(params[-1]))
+
+    return CNN()
 
 
 def train(args, method: str, data, rank: int, world: int) -> dict:
     """One run of ``method`` ("vgc", "hybrid", "strom", "none" or "ddp": DDP's own allreduce)."""
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+
+    import vgc_ref.torch
+    from mpi_demo import network
+    from mpi_demo.data import epoch_order, shard_bounds
+
     torch.manual_seed(args.seed)
-    model = CNN(tuple(args.channels))
+    model = make_cnn(tuple(args.channels))
     net = network.build(
         SimpleNamespace(model="cnn", channels=tuple(args.channels), variance=args.variance), 40, 10
     )
@@ -80,7 +92,7 @@ def train(args, method: str, data, rank: int, world: int) -> dict:
         if method in ("strom", "hybrid"):
             options["tau"] = args.tau
         hook = vgc_ref.torch.register(  # VGC
-            ddp, method, conv=args.variance, backend=args.backend, **options
+            ddp, method, conv=args.variance, backend=args.backend, warmup_steps=args.warmup_steps, **options
         )
     weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
     biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
@@ -125,8 +137,9 @@ def train(args, method: str, data, rank: int, world: int) -> dict:
                     f"test {100 * test_acc:5.1f}%  {ratio_text(hook)}",
                     flush=True,
                 )
+    stats = hook.stats() if hook is not None else {}  # VGC: this rank's counters
     counts = torch.tensor(
-        [getattr(hook, k, 0) for k in ("message_bytes", "dense_bytes", "sent", "elements")],
+        [stats.get(k, 0) for k in ("message_bytes", "dense_bytes", "sent", "elements")],
         dtype=torch.float64,
     )
     dist.all_reduce(counts)  # summed over the ranks
@@ -149,37 +162,53 @@ def ratio_text(hook) -> str:
     """Rank 0's own compression counters so far (the summary sums all ranks)."""
     if hook is None or not hook.message_bytes:
         return ""
-    return (
-        f"ratio {hook.dense_bytes / hook.message_bytes:6.1f}x  sent {100 * hook.sent / hook.elements:6.2f}%"
-    )
+    stats = hook.stats()
+    return f"ratio {stats['ratio']:6.1f}x  sent {100 * stats['sent_fraction']:6.2f}%"
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, data) -> float:
-    logits = model(torch.from_numpy(data.x_test))
+def accuracy(model, data) -> float:
+    import torch
+
+    with torch.no_grad():
+        logits = model(torch.from_numpy(data.x_test))
     return float((logits.argmax(1) == torch.from_numpy(data.y_test)).double().mean())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--method", default="vgc", choices=["vgc", "hybrid", "strom", "none"])
+def parser() -> ArgumentParser:
+    """The command line: --version, one-line errors with exit status 2, defaults in --help."""
+    ap = ArgumentParser(
+        prog="ddp_mnist1d.py",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ap.add_argument("--method", default="vgc", choices=["vgc", "hybrid", "strom", "none"], help="hook method")
     ap.add_argument(
         "--baseline", default="none", choices=["none", "ddp", "skip"], help="uncompressed run after"
     )
-    ap.add_argument("--alpha", type=float, default=2.0)
-    ap.add_argument("--zeta", type=float, default=0.999)
-    ap.add_argument("--tau", type=float, default=0.01)
+    ap.add_argument("--alpha", type=float, default=2.0, help="VGC's alpha (vgc, hybrid)")
+    ap.add_argument("--zeta", type=float, default=0.999, help="VGC's zeta (vgc, hybrid)")
+    ap.add_argument("--tau", type=float, default=0.01, help="threshold (strom, hybrid)")
     ap.add_argument("--variance", default="exact", choices=["exact", "approx"], help="conv variance form")
-    ap.add_argument("--backend", default=None, help="vgc_ref backend (default $VGC_BACKEND or numpy)")
-    ap.add_argument("--channels", type=int, nargs=3, default=[32, 32, 32])
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--backend", default=None, help="vgc_ref backend (None: $VGC_BACKEND or numpy)")
+    ap.add_argument("--warmup-steps", type=int, default=0, help="uncompressed allreduce steps first")
+    ap.add_argument("--channels", type=int, nargs=3, default=[32, 32, 32], help="conv channels")
+    ap.add_argument("--epochs", type=int, default=8, help="passes over the training set")
+    ap.add_argument("--steps", type=int, default=None, help="stop after this many steps (None: all)")
     ap.add_argument("--batch", type=int, default=64, help="global mini-batch, split over the ranks")
-    ap.add_argument("--lr", type=float, default=0.05)
-    ap.add_argument("--momentum", type=float, default=0.9)
-    ap.add_argument("--weight-decay", type=float, default=1e-4)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    ap.add_argument("--lr", type=float, default=0.05, help="learning rate")
+    ap.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    ap.add_argument("--weight-decay", type=float, default=1e-4, help="on weights, not biases")
+    ap.add_argument("--seed", type=int, default=0, help="data order and initial parameters")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+
+    import torch
+    import torch.distributed as dist
+
+    from mpi_demo.data import load_dataset
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     dist.init_process_group("gloo")

@@ -4,25 +4,36 @@ For every gradient bucket DDP hands over, on every rank (docs/algorithm.md, step
 data-parallel VGC step):
 
 1. take the bucket's gradients as float32 vectors -- on CPU, numpy views of the bucket's
-   own memory (no copy), so the numba-cpu backend runs on the tensor memory;
+   own memory (no copy), so the numba-cpu backend runs on the tensor memory; float16 and
+   bfloat16 gradients are cast to float32 copies;
 2. take each parameter's variance term s from the :class:`VarianceTracker` (vgc, hybrid);
-3. step a :class:`vgc_ref.Compressor` over the bucket's parameters: one segment per
-   parameter (parameters above 2^27 elements are split), residual state r and v *kept per
-   parameter*, so DDP's bucket rebuild after the first step (which regroups and reorders
-   the parameters) changes only the order of the segments in the message, never the state;
-   the segment id on the wire is the segment's position in its bucket's message;
+   a parameter no tracked layer owns (normalisation layers, ...) is sent dense by default;
+3. step a :class:`vgc_ref.Compressor` over the bucket's parameters *on scratch copies* of
+   their state: one segment per parameter (parameters above 2^27 elements are split),
+   residual state r and v *kept per parameter*, so DDP's bucket rebuild after the first
+   step (which regroups and reorders the parameters) changes only the order of the
+   segments in the message, never the state; the segment id on the wire is the segment's
+   position in its bucket's message;
 4. encode the message in the wire format of docs/format.md;
 5. exchange the message lengths with ``all_gather`` of an int64 tensor (a rank whose step
-   raised sends -1, so every rank stops with an error instead of waiting for it);
+   raised sends -1: every rank learns it, and the rest of the step exchanges nothing);
 6. exchange the messages padded to the longest with an asynchronous ``all_gather`` of
    uint8 tensors (no pickling);
 7. when it completes, decode and add the P messages in rank order and divide by P,
    exactly as :func:`vgc_ref.decode_accumulate`, into the tensor DDP copies into the
-   gradients.
+   gradients (cast back to the bucket's dtype);
+8. at the step's last bucket, wait for every bucket's aggregation, exchange one success
+   flag per rank (``all_gather``), and only if every rank succeeded at every bucket
+   *commit* the scratch state and the counters. Otherwise no rank changes its state and
+   every rank's ``backward()`` raises :class:`VGCStepError` naming the failed ranks.
 
 All collectives are issued from the thread that runs backward, in the order DDP calls the
 hook, which is the same on every rank. The length exchange (step 5) waits; the payload
-exchange and the aggregation (6, 7) overlap the rest of backward.
+exchange and the aggregation (6, 7) overlap the rest of backward; step 8 waits at the end.
+
+Errors never leave the hook as exceptions: they are carried by the last bucket's future,
+which DDP waits for after it has finished its own bookkeeping for the step, so the next
+forward and backward start cleanly (docs/torch.md, "A failed step").
 """
 
 import torch
@@ -30,6 +41,7 @@ import torch.distributed as dist
 
 from vgc_ref.backends import Backend, get_backend
 from vgc_ref.compressor import METHODS, Compressor
+from vgc_ref.criterion import dense_packet
 from vgc_ref.encoding import encode_message
 from vgc_ref.errors import InputError
 from vgc_ref.state import SegmentState, segment_bounds
@@ -37,6 +49,34 @@ from vgc_ref.torch.variance import VarianceTracker
 
 #: Methods the hook offers (topk is a baseline of the demo, not of the hook).
 HOOK_METHODS = tuple(m for m in METHODS if m != "topk")
+
+#: What a parameter without a variance term gets under vgc and hybrid (docs/torch.md).
+UNTRACKED = ("dense", "error", "zero")
+
+#: Gradient dtypes the hook takes; float16 and bfloat16 are compressed in float32.
+GRAD_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+#: The counters a step adds to (committed with the step's state).
+COUNTERS = ("message_bytes", "dense_bytes", "sent", "elements", "calls")
+
+
+class VGCStepError(RuntimeError):
+    """A step of the hook failed on at least one rank; no rank's hook state changed.
+
+    ``ranks`` lists the ranks that reported a failure (their own step raised, or a
+    message failed to decode there), None when the agreement itself failed (a rank died);
+    ``local`` is this rank's own exception, if any.
+    """
+
+    def __init__(self, ranks: list[int] | None, local: BaseException | None = None) -> None:
+        self.ranks = ranks
+        self.local = local
+        own = f"; on this rank: {type(local).__name__}: {local}" if local is not None else ""
+        where = f"on rank(s) {ranks}" if ranks is not None else "(the ranks could not agree)"
+        super().__init__(
+            f"vgc_ref.torch: the step failed {where}{own}. No rank's hook state "
+            "changed: retry the batch, skip it, or stop (docs/torch.md, 'A failed step')"
+        )
 
 
 def tensor_as_numpy(t: torch.Tensor):
@@ -68,6 +108,12 @@ def aggregate_gathered(gathered, lengths, sizes, out, backend: Backend) -> list:
     return backend.decode_accumulate(messages, sizes, out=out)
 
 
+def _done(value: torch.Tensor) -> torch.futures.Future:
+    fut = torch.futures.Future()
+    fut.set_result(value)
+    return fut
+
+
 class _ParamState:
     """One parameter's residual state: one SegmentState per piece of at most 2^27 elements."""
 
@@ -75,6 +121,27 @@ class _ParamState:
         self.name = name
         self.bounds = segment_bounds(numel)  # [(start, stop)] pieces of the flat parameter
         self.states = [SegmentState.zeros(stop - start) for start, stop in self.bounds]
+
+
+class _Aside:
+    """What one bucket's step computed aside: committed only with its whole step."""
+
+    def __init__(self) -> None:
+        self.states: dict[torch.Tensor, list[SegmentState]] = {}  # parameter -> new r, v
+        self.counts = dict.fromkeys(COUNTERS, 0)
+        self.record: dict | None = None
+
+
+class _Step:
+    """One training step in flight, from its first bucket to its last (step 8)."""
+
+    def __init__(self) -> None:
+        self.asides: list[_Aside] = []
+        self.futures: list[torch.futures.Future] = []  # every bucket's result
+        self.failed: list[int] = []  # ranks that sent length -1 (known alike on every rank)
+        self.errors: list[BaseException] = []  # this rank's own (step or aggregation)
+        self.broken = False  # a collective raised (a rank died): the ranks cannot agree
+        self.warmup = False
 
 
 class VGCHookState:
@@ -91,9 +158,15 @@ class VGCHookState:
         The vgc_ref backend of the step and the aggregation (default $VGC_BACKEND or numpy).
     conv, products :
         Forms of the variance terms (:class:`VarianceTracker`); vgc and hybrid only.
-    untracked : {"error", "zero"}
-        What s a parameter outside nn.Linear/Conv1d/Conv2d gets under vgc and hybrid: an
-        error naming it, or s = 0 (v stays 0, so every non-zero residual element is sent).
+    untracked : {"dense", "error", "zero"}
+        What a parameter without a variance term (none of nn.Linear, nn.Conv1d, nn.Conv2d,
+        nn.Embedding owns it: normalisation layers, free parameters) gets under vgc and
+        hybrid: sent dense, uncompressed, every step (the default: exact, and such
+        parameters are small); an error naming it; or s = 0 (v stays 0, so every non-zero
+        residual element is sent, quantized).
+    warmup_steps : int
+        The first ``warmup_steps`` steps are plain allreduce averages (DDP's own hook),
+        with r and v untouched; compression starts after them (default 0).
     process_group : ProcessGroup, optional
         Default: the world.
     """
@@ -110,19 +183,23 @@ class VGCHookState:
         backend: str | Backend | None = None,
         conv: str = "exact",
         products: str = "blas",
-        untracked: str = "error",
+        untracked: str = "dense",
+        warmup_steps: int = 0,
         process_group=None,
     ) -> None:
         if method not in HOOK_METHODS:
             raise InputError("method", repr(method), f"must be one of {HOOK_METHODS}")
-        if untracked not in ("error", "zero"):
-            raise InputError("untracked", repr(untracked), "must be 'error' or 'zero'")
+        if untracked not in UNTRACKED:
+            raise InputError("untracked", repr(untracked), f"must be one of {UNTRACKED}")
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise InputError("warmup_steps", repr(warmup_steps), "must be an integer >= 0")
         self.method = method
         # Hyperparameters checked once, by the Compressor that owns them.
         self.options = dict(alpha=alpha, zeta=zeta, tau=tau, residual=residual)
         Compressor([], method, **self.options)
         self.backend = get_backend(backend)
         self.untracked = untracked
+        self.warmup_steps = warmup_steps
         self.process_group = process_group
         # Why per parameter: DDP regroups parameters into new buckets after the first step,
         # so a bucket index does not name the same parameters twice; a parameter does.
@@ -131,17 +208,25 @@ class VGCHookState:
         }
         # s for vgc and hybrid; None for the methods that need none.
         self.tracker = VarianceTracker(model, conv, products) if method in ("vgc", "hybrid") else None
-        # One Compressor per bucket layout (tuple of parameters), sharing the states above.
+        # One Compressor per bucket layout (its hyperparameters checked once); its states are
+        # set to the scratch copies of each call.
         self._compressors: dict[tuple, Compressor] = {}
-        # This rank's counters: message bytes, their dense equivalent (4 bytes an element),
-        # elements sent and elements in all, hook calls. The example's summary sums them.
+        # Committed steps (warm-up included): the warm-up and stats() count them.
+        self.steps = 0
+        # This rank's counters, committed with each step: message bytes, their dense
+        # equivalent (4 bytes an element), elements sent and elements in all, hook calls.
+        # Warm-up steps count as dense messages (4 bytes an element both ways).
         self.message_bytes = 0
         self.dense_bytes = 0
         self.sent = 0
         self.elements = 0
         self.calls = 0
-        # When not None, every hook call appends a dict here: the parameter names, g and s
-        # of each segment, the message, and (once aggregated) g_hat. For tests and debugging.
+        # The VGCStepError of the last failed step (DDP raises it as a RuntimeError).
+        self.last_error: VGCStepError | None = None
+        # The step in flight between its first and its last bucket (step 8).
+        self._step: _Step | None = None
+        # When not None, every committed hook call appends a dict here: the parameter names,
+        # g and s of each segment, the message, and g_hat. For tests and debugging.
         self.record: list | None = None
 
     # -- the step (1-4) ---------------------------------------------------------------
@@ -151,11 +236,12 @@ class VGCHookState:
         comp = self._compressors.get(key)
         if comp is None:
             comp = Compressor([], self.method, backend=self.backend, **self.options)
-            comp.states = [st for p in params for st in self.params[p].states]
             self._compressors[key] = comp
-        for j, st in enumerate(comp.states):
-            st.segment_id = j  # the segment's position in this bucket's message
         return comp
+
+    def _dense(self, p: torch.Tensor) -> bool:
+        """Whether ``p`` is sent dense: vgc/hybrid, no tracked layer owns it, untracked='dense'."""
+        return self.tracker is not None and not self.tracker.tracks(p) and self.untracked == "dense"
 
     def _variance(self, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """s of ``p`` for this step (the tracker's term, or 0 where that is exact or asked for)."""
@@ -170,65 +256,147 @@ class VGCHookState:
         raise InputError(
             f"variance of {self.params[p].name}",
             "missing",
-            "no variance term: only nn.Linear, nn.Conv1d and nn.Conv2d layers are tracked "
-            "(register(..., untracked='zero') sends other parameters with s = 0), and the "
-            "layer must have run forward with grad enabled since the last step",
+            "no variance term: only nn.Linear, nn.Conv1d, nn.Conv2d and nn.Embedding layers "
+            "are tracked (untracked='dense' sends other parameters uncompressed, 'zero' with "
+            "s = 0), and the layer must have run forward with grad enabled since the last step",
         )
 
-    def compress(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> tuple[bytes, list[int]]:
-        """Steps 1-4 for one bucket: the encoded message and the segment sizes."""
-        comp = self._compressor(params)
-        g_list, s_list = [], []
-        for p, g in zip(params, grads):
-            if g.dtype != torch.float32:
-                raise InputError(f"gradient of {self.params[p].name}", f"dtype {g.dtype}", "must be float32")
-            g_np = tensor_as_numpy(g)  # a view of the bucket on CPU
-            s_np = tensor_as_numpy(self._variance(p, g)) if self.tracker is not None else None
-            for start, stop in self.params[p].bounds:
-                g_list.append(g_np[start:stop])
-                if s_np is not None:
-                    s_list.append(s_np[start:stop])
-        packets = comp.compress(g_list, s_list if self.tracker is not None else None)
-        message = encode_message(packets)
-        self.message_bytes += len(message)
-        self.dense_bytes += 4 * sum(comp.sizes)
-        self.elements += sum(comp.sizes)
-        self.sent += sum(int(pk.words.shape[0]) for pk in packets)
-        if self.record is not None:
-            self.record.append(
-                {
-                    "names": [self.params[p].name for p in params],
-                    "g": [g.copy() for g in g_list],
-                    "s": [s.copy() for s in s_list],
-                    "message": message,
-                }
+    def _float32(self, p: torch.Tensor, g: torch.Tensor):
+        """g as a float32 numpy vector: a view for float32 on CPU, a cast copy for half types."""
+        if g.dtype not in GRAD_DTYPES:
+            raise InputError(
+                f"gradient of {self.params[p].name}",
+                f"dtype {g.dtype}",
+                "must be float32, float16 or bfloat16",
             )
-        return message, comp.sizes
+        return tensor_as_numpy(g if g.dtype == torch.float32 else g.float())
 
-    # -- the exchange (5-7) -------------------------------------------------------------
+    def _compress_aside(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> tuple:
+        """Steps 1-4 for one bucket on scratch copies of the state; nothing of ``self`` changes.
+
+        Returns the message, the segment sizes and the :class:`_Aside` to commit.
+        """
+        aside = _Aside()
+        comp = self._compressor(params)
+        g_list, s_list, dense, scratch = [], [], [], []  # per segment, in message order
+        for p, g in zip(params, grads):
+            g_np = self._float32(p, g)  # a view of the bucket for float32 on CPU
+            is_dense = self._dense(p)
+            s_np = None
+            if self.tracker is not None and not is_dense:
+                s_np = tensor_as_numpy(self._variance(p, g).float())
+            copies = [st.copy() for st in self.params[p].states]
+            aside.states[p] = copies
+            for (start, stop), st in zip(self.params[p].bounds, copies):
+                st.segment_id = len(g_list)  # the segment's position in this bucket's message
+                g_list.append(g_np[start:stop])
+                s_list.append(s_np[start:stop] if s_np is not None else None)
+                dense.append(is_dense)
+                scratch.append(st)
+        # The compressed segments in one Compressor step (which checks them all first), the
+        # dense ones as DENSE packets (r and v stay 0), merged back in segment order.
+        comp.states = [st for st, d in zip(scratch, dense) if not d]
+        g_c = [g for g, d in zip(g_list, dense) if not d]
+        s_c = [s for s, d in zip(s_list, dense) if not d] if self.tracker is not None else None
+        compressed = iter(comp.compress(g_c, s_c))
+        packets = [
+            dense_packet(j, g) if d else next(compressed) for j, (g, d) in enumerate(zip(g_list, dense))
+        ]
+        message = encode_message(packets)
+        sizes = [st.n for st in scratch]
+        aside.counts.update(
+            message_bytes=len(message),
+            dense_bytes=4 * sum(sizes),
+            elements=sum(sizes),
+            sent=sum(int(pk.words.shape[0]) for pk in packets),
+            calls=1,
+        )
+        if self.record is not None:
+            aside.record = {
+                "names": [self.params[p].name for p in params],
+                "g": [g.copy() for g in g_list],
+                "s": [s.copy() for s in s_list if s is not None],
+                "message": message,
+            }
+        return message, sizes, aside
+
+    def _commit(self, asides: list[_Aside]) -> None:
+        for aside in asides:
+            for p, states in aside.states.items():
+                self.params[p].states = states
+            for key, n in aside.counts.items():
+                setattr(self, key, getattr(self, key) + n)
+            if self.record is not None and aside.record is not None:
+                self.record.append(aside.record)
+
+    def compress(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> tuple[bytes, list[int]]:
+        """Steps 1-4 for one bucket on this rank alone, committed at once (no exchange).
+
+        Returns the encoded message and the segment sizes. The hook itself commits only at
+        the end of a step every rank completed (step 8); this is for use without DDP.
+        """
+        message, sizes, aside = self._compress_aside(params, grads)
+        self._commit([aside])
+        return message, sizes
+
+    # -- the exchange (5-8) -------------------------------------------------------------
 
     def communicate(self, bucket) -> torch.futures.Future:
-        """Steps 1-7 for one bucket; the future's value is the bucket's averaged gradient."""
+        """Steps 1-8 for one bucket; the future's value is the bucket's averaged gradient."""
+        if bucket.index() == 0 or self._step is None:
+            self._step = _Step()  # DDP hands the buckets over in index order, 0 first
+        step = self._step
+        if self.steps < self.warmup_steps:
+            step.warmup = True
+            fut = self._allreduce(bucket, step)
+        elif step.failed or step.broken:
+            fut = _done(torch.zeros_like(bucket.buffer()))  # lost on every rank: exchange nothing
+        else:
+            try:
+                fut = self._exchange(bucket, step)
+            except Exception as exc:  # a collective raised: reported by step 8, not from here
+                step.broken = True
+                step.errors.append(exc)
+                fut = _done(torch.zeros_like(bucket.buffer()))
+        step.futures.append(fut)
+        if not bucket.is_last():
+            return fut
+        self._step = None
+        return self._finish(step, fut, bucket.buffer().device)
+
+    def _allreduce(self, bucket, step: _Step) -> torch.futures.Future:
+        """A warm-up step's bucket: DDP's own average (divide by P, then allreduce)."""
+        buf = bucket.buffer()
+        n = buf.numel()
+        aside = _Aside()
+        aside.counts.update(message_bytes=4 * n, dense_bytes=4 * n, elements=n, sent=n, calls=1)
+        step.asides.append(aside)
+        group = self.process_group
+        buf.div_(dist.get_world_size(group))
+        work = dist.all_reduce(buf, group=group, async_op=True)
+        return work.get_future().then(lambda fut: fut.value()[0])
+
+    def _exchange(self, bucket, step: _Step) -> torch.futures.Future:
+        """Steps 1-7 for one bucket of a compressed step."""
         buf = bucket.buffer()
         params = list(bucket.parameters())
         grads = list(bucket.gradients())
         group = self.process_group
         world = dist.get_world_size(group)
-        self.calls += 1
         try:
-            message, sizes = self.compress(params, grads)
-            error = None
-        except Exception as exc:  # reported to every rank in step 5, then re-raised here
-            message, sizes, error = b"", [], exc
-        length = torch.tensor([len(message) if error is None else -1], dtype=torch.int64, device=buf.device)
+            message, sizes, aside = self._compress_aside(params, grads)
+            step.asides.append(aside)
+        except Exception as exc:  # reported to every rank in step 5, raised by step 8
+            message, sizes, aside = None, [], None
+            step.errors.append(exc)
+        n = len(message) if message is not None else -1
+        length = torch.tensor([n], dtype=torch.int64, device=buf.device)
         lengths = [torch.empty_like(length) for _ in range(world)]
         dist.all_gather(lengths, length, group=group)
         lengths = [int(t.item()) for t in lengths]
-        if error is not None:
-            raise error
-        failed = [w for w, n in enumerate(lengths) if n < 0]
-        if failed:
-            raise RuntimeError(f"vgc_ref.torch: the VGC step raised on rank(s) {failed}; see their errors")
+        step.failed = [w for w, n in enumerate(lengths) if n < 0]
+        if step.failed:
+            return _done(torch.zeros_like(buf))
         payload = pad_message(message, max(lengths), buf.device)
         gathered = [torch.empty_like(payload) for _ in range(world)]
         work = dist.all_gather(gathered, payload, group=group, async_op=True)
@@ -238,21 +406,76 @@ class VGCHookState:
             for p, off in zip(params, offsets)
             for start, stop in self.params[p].bounds
         ]
-        entry = self.record[-1] if self.record is not None else None
+        record = aside.record
 
         def aggregate(fut) -> torch.Tensor:
-            fut.wait()
-            result = torch.zeros(buf.numel(), dtype=torch.float32)  # +0.0 where no parameter lies
-            flat = result.numpy()
-            out = [flat[start:stop] for start, stop in pieces]
-            aggregate_gathered(gathered, lengths, sizes, out, self.backend)
-            if entry is not None:
-                entry["g_hat"] = [o.copy() for o in out]
-            return result.to(buf.device).reshape(buf.shape)
+            try:
+                fut.value()  # raises if the exchange failed
+                result = torch.zeros(buf.numel(), dtype=torch.float32)  # +0.0 where no parameter lies
+                flat = result.numpy()
+                out = [flat[start:stop] for start, stop in pieces]
+                aggregate_gathered(gathered, lengths, sizes, out, self.backend)
+                if record is not None:
+                    record["g_hat"] = [o.copy() for o in out]
+                return result.to(device=buf.device, dtype=buf.dtype).reshape(buf.shape)
+            except Exception as exc:  # a message that does not decode, ...: step 8 reports it
+                step.errors.append(exc)
+                return torch.zeros_like(buf)
 
         return work.get_future().then(aggregate)
 
-    # -- state --------------------------------------------------------------------------
+    def _finish(self, step: _Step, last: torch.futures.Future, device) -> torch.futures.Future:
+        """Step 8: wait for the step's buckets, agree on success, commit or raise on every rank."""
+        try:
+            for fut in step.futures:
+                fut.wait()  # aggregation errors are caught into step.errors
+            failed = None if step.broken else step.failed
+            if failed == [] and not step.warmup:
+                flag = torch.tensor([1 if step.errors else 0], dtype=torch.int64, device=device)
+                flags = [torch.empty_like(flag) for _ in range(dist.get_world_size(self.process_group))]
+                dist.all_gather(flags, flag, group=self.process_group)
+                failed = [w for w, t in enumerate(flags) if int(t.item())]
+        except Exception as exc:  # the agreement itself failed (a rank died): nothing commits
+            failed, step.errors = None, [*step.errors, exc]
+        if self.tracker is not None:
+            self.tracker.clear()  # terms of buckets not compressed (warm-up, a failed step)
+        if failed is None or failed:
+            error = VGCStepError(failed, step.errors[0] if step.errors else None)
+            self.last_error = error
+
+            def fail(_):  # raised in DDP's wait: "... the callback: VGCStepError: ..."
+                raise error
+
+            return _done(torch.zeros(0)).then(fail)
+        self._commit(step.asides)
+        self.steps += 1
+        return last
+
+    # -- counters and state -------------------------------------------------------------
+
+    def ratio(self) -> float:
+        """This rank's compression ratio so far: dense bytes / message bytes (nan before any)."""
+        return self.dense_bytes / self.message_bytes if self.message_bytes else float("nan")
+
+    def stats(self) -> dict:
+        """This rank's counters of the committed steps, and the ratios they give.
+
+        ``steps`` (warm-up included), ``warmup_steps`` done, ``calls`` (buckets),
+        ``message_bytes`` sent and ``dense_bytes`` (4 per element: float32 dense),
+        ``elements`` and ``sent`` (elements sent), ``ratio`` (dense / message bytes) and
+        ``sent_fraction`` (sent / elements); the ratios are nan before any step.
+        """
+        return {
+            "steps": self.steps,
+            "warmup_steps": min(self.steps, self.warmup_steps),
+            "calls": self.calls,
+            "message_bytes": self.message_bytes,
+            "dense_bytes": self.dense_bytes,
+            "elements": self.elements,
+            "sent": self.sent,
+            "ratio": self.ratio(),
+            "sent_fraction": self.sent / self.elements if self.elements else float("nan"),
+        }
 
     def state_dict(self) -> dict:
         """Method, hyperparameters and every parameter's r and v (float32 CPU tensors), by name."""
@@ -302,7 +525,7 @@ def _concat(arrays):
 # DDP compares a hook's return annotation with torch.futures.Future[torch.Tensor] itself, so
 # this module has no ``from __future__ import annotations`` (that would make it a string).
 def vgc_hook(state: VGCHookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
-    """The DDP communication hook: :meth:`VGCHookState.communicate` (steps 1-7)."""
+    """The DDP communication hook: :meth:`VGCHookState.communicate` (steps 1-8)."""
     return state.communicate(bucket)
 
 
@@ -311,9 +534,21 @@ def register(ddp_model, method: str = "vgc", **options) -> VGCHookState:
 
     Call it once, after wrapping the model in DistributedDataParallel and before the
     first forward. ``options`` are those of :class:`VGCHookState`. The returned state has
-    ``state_dict``/``load_state_dict`` (save it beside the optimizer's) and the counters
-    ``message_bytes``, ``dense_bytes``, ``sent`` and ``elements``.
+    ``state_dict``/``load_state_dict`` (save it beside the optimizer's), ``stats()``,
+    ``ratio()`` and the counters ``steps``, ``message_bytes``, ``dense_bytes``, ``sent``
+    and ``elements``.
+
+    Raises
+    ------
+    TypeError
+        ``ddp_model`` is not a ``torch.nn.parallel.DistributedDataParallel``.
     """
+    if not isinstance(ddp_model, torch.nn.parallel.DistributedDataParallel):
+        raise TypeError(
+            f"vgc_ref.torch.register needs a torch.nn.parallel.DistributedDataParallel model, "
+            f"not {type(ddp_model).__module__}.{type(ddp_model).__qualname__}: wrap it first, "
+            "register(DistributedDataParallel(model), ...)"
+        )
     state = VGCHookState(ddp_model.module, method, **options)
     ddp_model.register_comm_hook(state, vgc_hook)
     return state

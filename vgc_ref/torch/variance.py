@@ -1,4 +1,4 @@
-"""Variance terms s of nn.Linear, nn.Conv1d and nn.Conv2d in torch ops (docs/algorithm.md section 2).
+"""Variance terms s of nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding in torch ops (docs/algorithm.md 2).
 
 For the mean loss L = (1/B) sum_z l_z over a mini-batch of B samples, VGC needs per
 parameter the uncentered variance term ``s = (1/B^2) sum_z grad(l_z)^2``. Every formula
@@ -34,6 +34,15 @@ with BLAS products: equal to it to float32 rounding, not bit for bit. By the Cau
 inequality the exact term is at most L times the approximate one, and the two are equal
 when L = 1. Only ``groups=1`` and ``padding_mode="zeros"`` are
 supported; other convolutions raise :class:`~vgc_ref.errors.InputError`.
+
+nn.Embedding (weight [V, dim], rows looked up by integer indices idx[z, t]): sample z's
+gradient of row i is the sum of D[z, t] over its positions with idx[z, t] = i, so
+
+    s_W[i] = sum_z (sum_{t: idx[z,t] = i} D[z, t])^2
+
+exactly, by :func:`embedding_var` (two scatter-adds, no [B, V, dim] tensor).
+
+Every term is float32, also for float16 and bfloat16 parameters (x and D are cast up).
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ from vgc_ref.errors import InputError
 
 PRODUCTS = ("blas", "ordered")
 CONV_FORMS = ("exact", "approx")
-SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
+SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)
 
 
 def _check_products(products: str) -> None:
@@ -261,10 +270,53 @@ def patch_grad_var(
     return torch.einsum("bol,bil->oi", d, cols), s_w, d.sum(dim=(0, 2)), s_b
 
 
+def embedding_var(module: nn.Embedding, idx: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """Variance term of an nn.Embedding's weight: its own per-sample term, exactly.
+
+    Sample z's gradient of row i is the sum of D over the positions t where idx[z, t] = i,
+    so ``s[i] = sum_z (sum_{t: idx[z,t] = i} D[z, t])^2`` -- one scatter-add of D into the
+    (sample, row) pairs that occur, squared, and one into the rows: O(B*T*dim) work and
+    memory, never a [B, V, dim] tensor. Rows no sample uses get 0, as does ``padding_idx``
+    (its gradient is 0); with ``scale_grad_by_freq`` every gradient of row i is divided by
+    i's count in the batch, so its term by the count squared.
+
+    Parameters
+    ----------
+    module : nn.Embedding
+        The layer (num_embeddings, padding_idx, scale_grad_by_freq).
+    idx : torch.Tensor
+        int64[B, ...] indices, the layer's input (a sample per entry of dimension 0).
+    delta : torch.Tensor
+        float32[B, ..., dim], D = dL/dy (it carries 1/B).
+
+    Returns
+    -------
+    s : float32[num_embeddings, dim]
+    """
+    if idx.dtype not in (torch.int64, torch.int32) or idx.ndim < 1 or idx.shape[0] == 0:
+        raise InputError("idx", f"{idx.dtype} {tuple(idx.shape)}", "must be integer indices [B, ...], B > 0")
+    if delta.dtype != torch.float32 or tuple(delta.shape) != (*idx.shape, module.embedding_dim):
+        got = f"{delta.dtype} {tuple(delta.shape)}"
+        raise InputError("delta", got, f"must be float32 of shape {(*idx.shape, module.embedding_dim)}")
+    b, n_rows, dim = idx.shape[0], module.num_embeddings, module.embedding_dim
+    rows = idx.reshape(b, -1).long()  # [B, T]
+    d = delta.reshape(-1, dim)  # [B*T, dim]
+    keys = (torch.arange(b, device=idx.device)[:, None] * n_rows + rows).reshape(-1)  # (sample, row)
+    pairs, which = torch.unique(keys, return_inverse=True)
+    g = torch.zeros(pairs.shape[0], dim, dtype=d.dtype, device=d.device).index_add_(0, which, d)
+    s = torch.zeros(n_rows, dim, dtype=d.dtype, device=d.device).index_add_(0, pairs % n_rows, g * g)
+    if module.scale_grad_by_freq:
+        count = torch.bincount(rows.reshape(-1), minlength=n_rows).clamp(min=1).to(d.dtype)
+        s = s / (count * count)[:, None]
+    if module.padding_idx is not None:
+        s[module.padding_idx] = 0.0
+    return s
+
+
 class VarianceTracker:
     """Module hooks that compute s for every parameter of the supported layers.
 
-    A forward hook on each nn.Linear, nn.Conv1d and nn.Conv2d registers a hook on the
+    A forward hook on each nn.Linear, nn.Conv1d, nn.Conv2d and nn.Embedding registers a hook on the
     layer's output tensor; when backward reaches that output (before the layer's own
     backward runs, hence before its weight gradient is accumulated and before DDP's
     communication hook can see it), the hook computes s from the saved input and D and
@@ -290,11 +342,17 @@ class VarianceTracker:
         self.products = products
         self.names: dict[torch.Tensor, str] = {}  # tracked parameter -> qualified name
         self._s: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> accumulated s (weight's shape)
+        # parameter -> the exception its term raised in backward, raised again by pop(): an
+        # error inside autograd would stop this rank's backward alone and leave the others
+        # waiting in a collective; deferred to the DDP hook, every rank learns of it.
+        self._errors: dict[torch.Tensor, BaseException] = {}
         self._handles = []
         layers = [(name, m) for name, m in model.named_modules() if isinstance(m, SUPPORTED)]
         for mname, module in layers:  # every layer checked before any hook is registered
             if isinstance(module, nn.Conv1d | nn.Conv2d):
                 self._check_conv(module, mname)
+            if isinstance(module, nn.Embedding) and module.sparse:
+                raise InputError(mname or "model", "nn.Embedding(sparse=True)", "DDP's buckets are dense")
         for mname, module in layers:
             for pname, p in module.named_parameters(recurse=False):
                 self.names[p] = f"{mname}.{pname}" if mname else pname
@@ -316,7 +374,7 @@ class VarianceTracker:
     def _add(self, p: torch.Tensor | None, s: torch.Tensor) -> None:
         if p is None or not p.requires_grad:
             return
-        s = s.to(p.dtype)
+        s = s.to(torch.float32)  # float32 also for float16/bfloat16 parameters (docs/torch.md)
         prev = self._s.get(p)
         self._s[p] = s if prev is None else prev + s
 
@@ -326,23 +384,40 @@ class VarianceTracker:
         x = inputs[0].detach()
 
         def on_grad(delta: torch.Tensor) -> None:
-            xf, df = x.float(), delta.detach().float()  # autocast: terms in float32
-            if isinstance(module, nn.Linear):
-                s_w, s_b = linear_var(xf, df, self.products)
-            else:
-                s_w, s_b = conv_var(module, xf, df, self.conv)
-            self._add(module.weight, s_w)
-            self._add(module.bias, s_b)
+            try:
+                df = delta.detach().float()  # autocast, half types: float32 terms
+                if isinstance(module, nn.Embedding):
+                    self._add(module.weight, embedding_var(module, x, df))
+                    return
+                xf = x.float()
+                if isinstance(module, nn.Linear):
+                    s_w, s_b = linear_var(xf, df, self.products)
+                else:
+                    s_w, s_b = conv_var(module, xf, df, self.conv)
+                self._add(module.weight, s_w)
+                self._add(module.bias, s_b)
+            except Exception as exc:  # raised by pop(), in the DDP hook
+                for p in (module.weight, module.bias):
+                    if p is not None:
+                        self._errors[p] = exc
 
         output.register_hook(on_grad)
 
     def pop(self, p: torch.Tensor) -> torch.Tensor | None:
-        """The term accumulated for ``p`` since the last pop (None if there is none)."""
+        """The term accumulated for ``p`` since the last pop (None if there is none).
+
+        Raises the exception computing the term raised in backward, if it did.
+        """
+        error = self._errors.pop(p, None)
+        if error is not None:
+            self._s.pop(p, None)
+            raise error
         return self._s.pop(p, None)
 
     def clear(self) -> None:
-        """Forget every accumulated term."""
+        """Forget every accumulated term (and every deferred error)."""
         self._s.clear()
+        self._errors.clear()
 
     def remove(self) -> None:
         """Remove the module hooks."""
