@@ -25,7 +25,10 @@ by field, since a digest only says the file is as written, not that it makes sen
 array table names exactly the arrays of ``ranks`` and ``segments``, each with its dtype
 and shape; parameters, momentum, r and v are finite; v >= 0; the counters are the
 run's. :func:`check_compatible` then checks it against the run that resumes it: ranks,
-segment sizes, configuration, the step within the run and the sample order.
+segment sizes, configuration, the step within the run and the sample order; and
+:func:`check_consistent` checks its parts against each other and against the trace it
+carries: the step, epoch and order, the counters, the parameters' digest and test
+accuracy, the compressor state's zeros against the last step's sent counts.
 """
 
 from __future__ import annotations
@@ -340,3 +343,241 @@ def check_compatible(
             raise CheckpointError(
                 f"{source}: array order: must be a permutation of the {n_train} training samples"
             )
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the resuming run knows that a checkpoint's content must agree with.
+
+    ``header`` is the trace header line this run writes; ``order_of(e)`` the sample order
+    of epoch e; ``initial()`` the initial parameters; ``test_accuracy(params)`` the test
+    accuracy of parameters (step 12 of docs/demo.md), None where it may differ from the
+    writer's (``--products blas``: another machine's BLAS).
+    """
+
+    header: str
+    ranks: int
+    steps_per_epoch: int
+    total: int
+    batch: int
+    checksum_every: int
+    n_params: int
+    method: str
+    residual: str
+    order_of: Any
+    initial: Any
+    test_accuracy: Any
+
+
+def _records(ckpt: Checkpoint, source: str) -> list[dict[str, Any]]:
+    records = []
+    for number, line in enumerate(ckpt.trace_lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{source}: trace line {number} is not valid JSON ({err})") from err
+        if not isinstance(record, dict):
+            raise CheckpointError(f"{source}: trace line {number} is not a JSON object")
+        records.append(record)
+    return records
+
+
+def expected_records(step: int, facts: RunFacts) -> list[tuple[str, int | None]]:
+    """(type, step) of every trace record a run has written after ``step`` steps (docs/trace.md)."""
+    out: list[tuple[str, int | None]] = [("header", None)]
+    for t in range(step):
+        out.append(("step", t))
+        if (t + 1) % facts.checksum_every == 0:
+            out.append(("params", t))
+        if t % facts.steps_per_epoch == facts.steps_per_epoch - 1 or t == facts.total - 1:
+            out.append(("eval", t))
+    return out
+
+
+def check_consistent(ckpt: Checkpoint, facts: RunFacts, source: str) -> None:
+    """Refuse a checkpoint whose parts disagree with each other, naming what disagrees.
+
+    See :func:`_check_consistent`; a trace record that lacks a field the checks read is
+    refused as malformed.
+    """
+    try:
+        _check_consistent(ckpt, facts, source)
+    except (KeyError, TypeError, IndexError, AttributeError) as err:
+        raise CheckpointError(f"{source}: malformed trace record in the checkpoint ({err!r})") from err
+
+
+def _check_consistent(ckpt: Checkpoint, facts: RunFacts, source: str) -> None:
+    """The cross-checks of :func:`check_consistent`.
+
+    Run after :func:`check_compatible`. Every check compares two things the checkpoint
+    holds (or one it holds with one the run computes from the configuration), so an edit
+    that leaves a valid file but breaks one of these relations is refused:
+
+    1. the trace: its header is this run's; it holds, in order, exactly the records of
+       steps 0 .. step-1 (step, params every ``checksum_every``, eval at epoch ends);
+    2. the step: ``epoch`` is the epoch of the last step done, ``order`` that epoch's order;
+    3. the counters: steps, message and dense bytes, elements sent and in all, the last
+       loss are the trace's sums over its step records; the epoch's samples seen follow
+       from the step; its loss sum agrees with the step losses (relative 1e-9); at an
+       epoch's end its correct count gives the eval record's train accuracy;
+    4. the parameters: the SHA-256 of the params record of the last step, where the trace
+       has one; the test accuracy of the eval record, at an epoch's end; the initial
+       parameters (and zero momentum, r and v) at step 0;
+    5. the compressor state against the last step's sent counts per rank and segment: a
+       sent element's v is reset to 0 (vgc, hybrid), and its r too with ``reset``; v is
+       never used by strom and topk, neither r nor v by none.
+
+    What no record pins is not checked: momentum (no digest), parameters after a step
+    with neither a params nor an eval record, r under feedback (no digest), the correct
+    count within an epoch. docs/demo.md "Checkpoints" lists these.
+    """
+    step, ranks = ckpt.step, facts.ranks
+    records = _records(ckpt, source)
+    if not records or ckpt.trace_lines[0] != facts.header:
+        raise CheckpointError(f"{source}: trace line 1 is not the trace header of this run")
+    steps = [r for r in records if r.get("type") == "step"]
+    if len(steps) != step:
+        raise CheckpointError(
+            f"{source}: header field step = {step}, but its trace holds {len(steps)} step records"
+        )
+    for number, ((kind, t), record) in enumerate(zip(expected_records(step, facts), records), 1):
+        if record.get("type") != kind or (t is not None and record.get("step") != t):
+            raise CheckpointError(
+                f"{source}: trace line {number} is a {record.get('type')} record of step "
+                f"{record.get('step')}; a run after {step} steps has the {kind} record of step {t} there"
+            )
+    if len(records) != len(expected_records(step, facts)):
+        raise CheckpointError(
+            f"{source}: its trace has {len(records)} records; a run after {step} steps has "
+            f"{len(expected_records(step, facts))}"
+        )
+    spe = facts.steps_per_epoch
+    for r in steps:
+        if (
+            r.get("epoch") != r["step"] // spe
+            or not isinstance(r.get("ranks"), list)
+            or len(r["ranks"]) != ranks
+        ):
+            raise CheckpointError(
+                f"{source}: trace record of step {r['step']}: epoch or ranks not this run's"
+            )
+
+    # 2. the step against the epoch and its sample order
+    epoch = (step - 1) // spe if step else -1
+    if ckpt.epoch != epoch:
+        raise CheckpointError(
+            f"{source}: header field epoch = {ckpt.epoch}: after step {step} the run is in epoch {epoch}"
+        )
+    if epoch >= 0 and not np.array_equal(ckpt.order, facts.order_of(epoch)):
+        raise CheckpointError(f"{source}: array order: not the sample order of epoch {epoch}")
+
+    # 3. the counters against the trace's step records
+    _check_counters(ckpt, facts, steps, records, source)
+
+    # 4. the parameters
+    if step == 0:
+        for name, arrays in (("params", ckpt.params), ("momentum", ckpt.momentum)):
+            initial = facts.initial() if name == "params" else [np.zeros_like(p) for p in ckpt.params]
+            for j, (a, b) in enumerate(zip(arrays, initial)):
+                if a.tobytes() != b.tobytes():
+                    raise CheckpointError(
+                        f"{source}: array {name}/{j}: not the initial value a run has at step 0"
+                    )
+    last = {(r.get("type"), r.get("step")): r for r in records}
+    digest = last.get(("params", step - 1))
+    if digest is not None:
+        from mpi_demo.trace import sha256
+
+        for j, p in enumerate(ckpt.params):
+            if sha256(p) != digest["sha256"][j]:
+                raise CheckpointError(
+                    f"{source}: array params/{j}: SHA-256 differs from the trace's params record "
+                    f"of step {step - 1}"
+                )
+    evaluation = last.get(("eval", step - 1))
+    if evaluation is not None and facts.test_accuracy is not None:
+        accuracy = facts.test_accuracy(ckpt.params)
+        if accuracy != evaluation["test_accuracy"]:
+            raise CheckpointError(
+                f"{source}: arrays params: test accuracy {accuracy!r}; the trace's eval record of "
+                f"step {step - 1} says {evaluation['test_accuracy']!r}"
+            )
+
+    # 5. the compressor state against the last step's sent counts
+    _check_state(ckpt, facts, steps[-1] if steps else None, source)
+
+
+def _check_counters(ckpt, facts: RunFacts, steps, records, source: str) -> None:
+    c, step, ranks, spe = ckpt.counters, ckpt.step, facts.ranks, facts.steps_per_epoch
+    try:
+        message_bytes = sum(m["bytes"] for r in steps for m in r["ranks"])
+        sent = sum(sum(m["sent"]) for r in steps for m in r["ranks"])
+        losses = [r["loss"] for r in steps]
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"{source}: a trace step record lacks its fields ({err!r})") from err
+    in_epoch = (step - 1) % spe + 1 if step else 0
+    expected = {
+        "steps": (step, "header field step"),
+        "message_bytes": (message_bytes, "sum of the trace's message bytes"),
+        "sent": (sent, "sum of the trace's sent counts"),
+        "dense_bytes": (step * ranks * 4 * facts.n_params, "steps x ranks x 4 x parameters"),
+        "elements": (step * ranks * facts.n_params, "steps x ranks x parameters"),
+        "epoch_seen": (in_epoch * facts.batch, f"epoch's {in_epoch} steps x batch"),
+    }
+    for key, (value, what) in expected.items():
+        if c[key] != value:
+            raise CheckpointError(f"{source}: counter {key} = {c[key]!r}, but the {what} = {value!r}")
+    last_loss = losses[-1] if losses else float("nan")
+    if not (c["last_loss"] == last_loss or (step == 0 and c["last_loss"] != c["last_loss"])):
+        raise CheckpointError(
+            f"{source}: counter last_loss = {c['last_loss']!r}; "
+            f"the trace's last step record says {last_loss!r}"
+        )
+    if c["epoch_correct"] > c["epoch_seen"]:
+        raise CheckpointError(
+            f"{source}: counter epoch_correct = {c['epoch_correct']}: "
+            f"more than epoch_seen = {c['epoch_seen']}"
+        )
+    epoch_losses = [loss * facts.batch for loss in losses[step - in_epoch :]]
+    scale = sum(abs(x) for x in epoch_losses) + 1e-300
+    if abs(c["epoch_loss"] - sum(epoch_losses)) > 1e-9 * scale:
+        raise CheckpointError(
+            f"{source}: counter epoch_loss = {c['epoch_loss']!r}; the trace's losses of the epoch's "
+            f"{in_epoch} steps x batch sum to {sum(epoch_losses)!r}"
+        )
+    evaluation = next((r for r in records if r.get("type") == "eval" and r.get("step") == step - 1), None)
+    if evaluation is not None and c["epoch_seen"]:
+        accuracy = c["epoch_correct"] / c["epoch_seen"]
+        if accuracy != evaluation.get("train_accuracy"):
+            raise CheckpointError(
+                f"{source}: counter epoch_correct = {c['epoch_correct']}: train accuracy {accuracy!r}; "
+                f"the trace's eval record of step {step - 1} says {evaluation.get('train_accuracy')!r}"
+            )
+
+
+def _check_state(ckpt, facts: RunFacts, last_step, source: str) -> None:
+    for w in range(facts.ranks):
+        for j in range(len(ckpt.params)):
+            r, v = ckpt.r[w][j], ckpt.v[w][j]
+            zero_r = facts.method == "none" or last_step is None
+            zero_v = zero_r or facts.method in ("strom", "topk")
+            if zero_r and np.any(r != 0):
+                raise CheckpointError(
+                    f"{source}: array r/{w}/{j}: must be 0 (method {facts.method}, step {ckpt.step})"
+                )
+            if zero_v and np.any(v != 0):
+                raise CheckpointError(
+                    f"{source}: array v/{w}/{j}: must be 0 (method {facts.method}, step {ckpt.step})"
+                )
+            if facts.method not in ("vgc", "hybrid") or last_step is None:
+                continue
+            sent = last_step["ranks"][w]["sent"][j]
+            if facts.residual == "reset":
+                zeros, name, what = int(np.count_nonzero((v == 0) & (r == 0))), "r", "r and v are"
+            else:
+                zeros, name, what = int(np.count_nonzero(v == 0)), "v", "v is"
+            if zeros < sent:
+                raise CheckpointError(
+                    f"{source}: array {name}/{w}/{j}: {zeros} elements are 0, but the trace's step "
+                    f"{ckpt.step - 1} says rank {w} sent {sent} of segment {j} (a sent element's {what} 0)"
+                )

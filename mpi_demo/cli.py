@@ -21,7 +21,6 @@ import importlib.util
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from mpi_demo.config import (
     CONV_VARIANCES,
@@ -32,11 +31,21 @@ from mpi_demo.config import (
     ConfigError,
     TrainConfig,
     check_backend,
+    check_memory,
+    dump_capped,
     validate,
 )
 from mpi_demo.data import DATASETS
 from mpi_demo.schedule import SCHEDULES
-from vgc_ref._cli import ArgumentParser, input_file_problem, output_file_problem, say_error, usage_error
+from vgc_ref._cli import (
+    ArgumentParser,
+    input_file_problem,
+    output_dir_problem,
+    output_file_problem,
+    same_path,
+    say_error,
+    usage_error,
+)
 from vgc_ref.backends import ENV_VAR as BACKEND_ENV_VAR
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -50,26 +59,50 @@ def _hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each default once: added to a help text that does not state its own, and not for
+    options whose default is "not given" (None) or a switch (False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False:
+            return text
+        if isinstance(action.default, tuple):  # --hidden, --channels: as they are typed
+            return f"{text} (default: {','.join(map(str, action.default))})"
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     parser = ArgumentParser(
         prog="python -m mpi_demo",
-        description="Train a NumPy MLP across MPI ranks with VGC and its baselines.",
+        description="Train a small NumPy MLP or 1-D CNN across MPI ranks with VGC and its baselines.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser(
         "train",
         help="train (under mpiexec, or with --simulate-ranks P in one process)",
-        description="Data-parallel momentum SGD of a small MLP; every rank compresses its gradient.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Data-parallel momentum SGD of a small MLP or 1-D CNN; every rank compresses its "
+        "gradient. Every option is checked before training (and before MPI) starts.",
+        formatter_class=_HelpFormatter,
     )
     g = t.add_argument_group("data")
-    g.add_argument("--dataset", choices=DATASETS, default=d.dataset)
+    g.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default=d.dataset,
+        help="synthetic (from --seed), digits (scikit-learn) or MNIST-1D (mpi_demo/mnist1d.npz)",
+    )
     g.add_argument("--samples", type=int, default=d.samples, help="synthetic samples (train + test)")
     g.add_argument("--features", type=int, default=d.features, help="synthetic features")
     g.add_argument("--classes", type=int, default=d.classes, help="synthetic classes")
-    g.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    g.add_argument(
+        "--test-fraction",
+        type=float,
+        default=d.test_fraction,
+        help="share held out for testing (not mnist1d)",
+    )
     g = t.add_argument_group("model and optimizer")
     g.add_argument("--hidden", type=_hidden, default=d.hidden, help="hidden layer widths, e.g. 128,64")
     g.add_argument(
@@ -82,19 +115,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--validation", type=int, default=d.validation, metavar="N", help="hold out N training samples"
     )
-    g.add_argument("--epochs", type=int, default=d.epochs)
-    g.add_argument("--steps", type=int, default=d.steps, help="stop after this many steps")
+    g.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training split")
+    g.add_argument(
+        "--steps",
+        type=int,
+        default=d.steps,
+        help="stop after this many steps (default: every step of --epochs)",
+    )
     g.add_argument("--batch", type=int, default=d.batch, help="global mini-batch, split over the ranks")
-    g.add_argument("--lr", type=float, default=d.lr)
+    g.add_argument("--lr", type=float, default=d.lr, help="learning rate")
     g.add_argument(
         "--lr-schedule",
         choices=SCHEDULES,
         default=d.lr_schedule,
         help="learning rate per step: constant, step (x0.1 at 1/2 and 3/4 of the steps) or cosine",
     )
-    g.add_argument("--momentum", type=float, default=d.momentum)
+    g.add_argument("--momentum", type=float, default=d.momentum, help="momentum of SGD, in [0, 1)")
     g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="on weights, not biases")
-    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument(
+        "--seed", type=int, default=d.seed, help="fixes the data, initial parameters and sample orders"
+    )
     g.add_argument(
         "--products",
         choices=PRODUCTS,
@@ -103,11 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
         "machine) or blas (NumPy/BLAS; faster on large layers, traces machine-specific)",
     )
     g = t.add_argument_group("compression")
-    g.add_argument("--method", choices=METHODS, default=d.method)
+    g.add_argument(
+        "--method", choices=METHODS, default=d.method, help="compression (none: dense float32 messages)"
+    )
     g.add_argument("--alpha", type=float, default=d.alpha, help="vgc, hybrid")
     g.add_argument("--zeta", type=float, default=d.zeta, help="vgc, hybrid")
     g.add_argument("--tau", type=float, default=d.tau, help="strom, hybrid (> 0 there; 0 for vgc)")
-    g.add_argument("--residual", choices=RESIDUALS, default=d.residual)
+    g.add_argument(
+        "--residual",
+        choices=RESIDUALS,
+        default=d.residual,
+        help="vgc, hybrid: a sent element's residual r - q (feedback) or 0 (reset)",
+    )
     g.add_argument("--fraction", type=float, default=d.fraction, help="topk: share of each segment sent")
     g.add_argument(
         "--backend",
@@ -145,18 +192,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="also print a line every N steps (0: once per epoch)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress line on a terminal")
-    g.add_argument("--checkpoint", default=None, metavar="PATH")
-    g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="N")
+    g.add_argument(
+        "--checkpoint", default=None, metavar="PATH", help="write a checkpoint (with --checkpoint-every N)"
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=d.checkpoint_every,
+        metavar="N",
+        help="save --checkpoint after every N-th step (0: never)",
+    )
     g.add_argument("--resume", default=None, metavar="PATH", help="continue from a checkpoint")
     g.add_argument(
         "--dump-inputs",
         default=None,
         metavar="DIR",
-        help="write every rank's g and s and message of the first steps (python -m vgc_ref.conformance "
-        "--replay DIR)",
+        help="write every rank's g, s and message of the first --dump-steps steps into DIR (created "
+        "if missing) for python -m vgc_ref.conformance --replay DIR; the run ends after those steps",
     )
     g.add_argument(
-        "--dump-steps", type=int, default=d.dump_steps, metavar="N", help="steps --dump-inputs writes"
+        "--dump-steps",
+        type=int,
+        default=d.dump_steps,
+        metavar="N",
+        help="steps --dump-inputs writes; the run ends after them",
     )
     # Testing aid (docs/demo.md): raise on one rank at one step to exercise the abort path.
     g.add_argument("--fail-at-step", type=int, default=None, help=argparse.SUPPRESS)
@@ -225,24 +284,46 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-def check_files(config: TrainConfig, compare: str | None) -> None:
-    """The checks on paths and optional dependencies, before MPI starts."""
-    for option, path in (("--trace", config.trace), ("--checkpoint", config.checkpoint)):
+#: The output options of ``train``: option, TrainConfig field, and the check of its path.
+OUTPUTS = (
+    ("--trace", "trace", output_file_problem),
+    ("--checkpoint", "checkpoint", output_file_problem),
+    ("--dump-inputs", "dump_inputs", output_dir_problem),
+)
+
+
+def check_outputs(config: TrainConfig) -> None:
+    """Every output path is proven writable (a probe file is created and removed) and no two
+    outputs, nor the trace and the checkpoint resumed from, name the same file."""
+    named = []
+    for option, name, problem_of in OUTPUTS:
+        path = getattr(config, name)
         if path is not None:
-            problem = output_file_problem(path)
+            problem = problem_of(path)
             if problem:
                 raise ConfigError(option, path, problem)
-    if config.trace is not None and config.checkpoint is not None:
-        if Path(config.trace).resolve() == Path(config.checkpoint).resolve():
-            raise ConfigError("--checkpoint", config.checkpoint, "is the --trace file too; give two paths")
+            named.append((option, path))
+    for i, (first, path_a) in enumerate(named):
+        for option, path in named[i + 1 :]:
+            if same_path(path_a, path):
+                raise ConfigError(option, path, f"is the {first} path too; give two paths")
     if config.dump_inputs is not None:
-        from mpi_demo.inputs import check_directory
+        from mpi_demo.inputs import is_dump_file
 
-        problem = check_directory(config.dump_inputs)
-        if problem is not None:
-            raise ConfigError("--dump-inputs", config.dump_inputs, problem)
+        for option, path in named:
+            if option != "--dump-inputs" and is_dump_file(config.dump_inputs, path):
+                raise ConfigError(option, path, "is a file that --dump-inputs writes; give another path")
+    if config.resume is not None and config.trace is not None and same_path(config.resume, config.trace):
+        raise ConfigError("--trace", config.trace, "is the --resume checkpoint; writing it would destroy it")
+
+
+def check_files(config: TrainConfig, compare: str | None) -> None:
+    """The checks on paths and optional dependencies, before MPI starts."""
+    check_outputs(config)
     if config.resume is not None:
         problem = input_file_problem(config.resume)
+        if problem is None and not os.path.isfile(config.resume):
+            problem = "is not a regular file (a device or a pipe never ends); give a checkpoint file"
         if problem:
             raise ConfigError("--resume", config.resume, problem)
     if config.dataset == "digits" and importlib.util.find_spec("sklearn") is None:
@@ -299,17 +380,29 @@ def _summary(results, config: TrainConfig) -> list[str]:
     return lines
 
 
+def _launch_size() -> int | None:
+    """The job's number of ranks from the launcher's environment (None outside one), without MPI."""
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
 def _train(args: argparse.Namespace, prog: str) -> int:
     config = config_from_args(args)
     try:
         if args.backend is None and os.environ.get(BACKEND_ENV_VAR):
             check_backend(config.backend, f"${BACKEND_ENV_VAR}")  # name the variable, not --backend
         validate(config)
+        config = dump_capped(config)  # --dump-inputs: the run ends after the dumped steps
     except ConfigError as err:
         usage_error(prog, str(err))  # one line, once per job, exit 2; MPI has not been touched
     try:
         check_files(config, args.compare)
-    except ConfigError as err:  # paths may differ between hosts: each host's first rank reports
+        # Under MPI each process holds one worker; a host's memory is shared by its ranks.
+        check_memory(config, config.ranks or 1, config.ranks or _launch_size() or 1)
+    except ConfigError as err:  # paths and memory differ between hosts: each host's first rank reports
         usage_error(prog, str(err), per_host=True)
 
     from mpi_demo.checkpoint import CheckpointError

@@ -10,7 +10,8 @@ and Numba backends give the same bytes, and so do MPI ranks and simulated worker
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -289,3 +290,162 @@ def check_backend(name: str, option: str = "--backend") -> None:
         get_backend(name)
     except ImportError as err:
         raise ConfigError(option, name, f"cannot run here ({err})") from err
+
+
+def dump_capped(config: TrainConfig) -> TrainConfig:
+    """With --dump-inputs the run ends after the dumped steps: as if given ``--steps`` min(steps, N).
+
+    The dump is the run's only product that needs those steps; the rest of a full run
+    would be spent for nothing. The run is then exactly the run of ``--steps N``, so its
+    trace and checkpoint (when asked for too) are that run's.
+    """
+    if config.dump_inputs is None:
+        return config
+    cap = config.dump_steps if config.steps is None else min(config.steps, config.dump_steps)
+    return replace(config, steps=cap)
+
+
+# --------------------------------------------------------------------------------------
+# Memory: estimated from the configuration before anything is allocated
+# --------------------------------------------------------------------------------------
+
+#: The memory a run may plan to use where /proc/meminfo has no MemAvailable (not Linux).
+FALLBACK_MEMORY_LIMIT = 8 * 2**30
+#: Launcher variables that give the number of ranks on this host (MPICH/Hydra, Open MPI).
+LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
+#: Peak bytes of building the synthetic task, per sample and feature and per sample, and of
+#: drawing the initial weights, per element of the largest segment (float64 arrays and the
+#: generator's twelve uniforms per normal; measured with tracemalloc).
+SYNTHETIC_BYTES_PER_VALUE, SYNTHETIC_BYTES_PER_SAMPLE, INIT_BYTES_PER_WEIGHT = 416, 800, 400
+#: Peak bytes of one compressor step, per element of the largest segment (the NumPy
+#: reference's temporaries: about ten float32 arrays of the segment's length).
+COMPRESS_BYTES_PER_ELEMENT = 40
+
+
+def _data_shape(config: TrainConfig) -> tuple[int, int]:
+    """Features and classes of the configuration's data set, without loading it."""
+    if config.dataset in MNIST1D:
+        return 40, 10  # mpi_demo/mnist1d.py LENGTH, CLASSES
+    if config.dataset == "digits":
+        return 64, 10  # 8x8 pixels, 10 digits
+    return config.features, config.classes
+
+
+def memory_estimate(config: TrainConfig, workers: int, ranks: int) -> dict[str, int]:
+    """Bytes one process of this run needs, by part, from the configuration alone.
+
+    ``workers`` is the number of workers in this process (P simulated, 1 under MPI),
+    ``ranks`` P; n parameters, n_max the largest segment, B_w the largest shard, float32 =
+    4 bytes. Held for the whole run:
+
+    * ``parameters``: parameters, momentum, the decoded mean g_hat and the P messages of a
+      step (at most 4 n bytes each, the dense codec): 4 n (3 + P);
+    * ``compressor state``: r and v of every local worker, 8 n each;
+    * ``data``: the data set's float32 inputs and labels.
+
+    Needed for a while, one at a time (the estimate adds only the largest, and names it):
+
+    * ``building the data``: synthetic, 416 bytes per value and 800 per sample;
+    * ``initialisation``: drawing the weights, 400 bytes per element of n_max;
+    * ``one step``: g and s (8 n), the compressor's temporaries (40 n_max) and three copies
+      (input, delta, square) of one shard's activations;
+    * ``test forward pass``: the activations of the test (or validation) split;
+    * ``checkpoint``: its bytes and its arrays, twice (2 + 2P) 4 n, with --checkpoint or --resume.
+    """
+    from mpi_demo import network
+    from mpi_demo.cnn import GEOMETRY, lengths
+
+    n_features, n_classes = _data_shape(config)
+    net = network.build(config, n_features, n_classes)  # a layout only: nothing allocated
+    sizes = net.seg_sizes
+    n, n_max = sum(sizes), max(sizes)
+    if config.model == "cnn":
+        pos = lengths(n_features)
+        chans = (1, *config.channels)
+        per_sample = sum(
+            pos[layer + 1] * (k * chans[layer] + 2 * chans[layer + 1])
+            for layer, (k, _, _) in enumerate(GEOMETRY)
+        )
+        per_sample += pos[-1] * chans[-1] + n_classes
+    else:
+        per_sample = sum(config.layer_sizes(n_features, n_classes))
+    samples = n_samples(config.dataset, config.samples)
+    n_test = n_test_samples(config.dataset, samples, config.test_fraction)
+    shard = -(-config.batch // ranks)
+    building = 0
+    if config.dataset == "synthetic":
+        building = SYNTHETIC_BYTES_PER_VALUE * samples * n_features + SYNTHETIC_BYTES_PER_SAMPLE * samples
+    checkpointing = config.checkpoint is not None or config.resume is not None
+    held = {
+        "parameters": 4 * n * (3 + ranks),
+        "compressor state": 8 * n * workers,
+        "data": 4 * samples * (n_features + 2),
+    }
+    transient = {
+        "building the data": building,
+        "initialisation": INIT_BYTES_PER_WEIGHT * n_max,
+        "one step": 8 * n + COMPRESS_BYTES_PER_ELEMENT * n_max + 4 * per_sample * 3 * shard,
+        "test forward pass": 4 * per_sample * max(n_test, config.validation),
+        "checkpoint": 2 * 4 * n * (2 + 2 * ranks) if checkpointing else 0,
+    }
+    largest = max(transient, key=transient.__getitem__)
+    return {**held, largest: transient[largest]}
+
+
+def memory_limit(meminfo: str = "/proc/meminfo") -> tuple[int, str]:
+    """(bytes this process may use, where the figure comes from).
+
+    MemAvailable of /proc/meminfo, shared by the ranks the launcher put on this host;
+    :data:`FALLBACK_MEMORY_LIMIT` where there is no such line.
+    """
+    available, source = FALLBACK_MEMORY_LIMIT, "the fixed limit for systems without /proc/meminfo"
+    try:
+        with open(meminfo, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available, source = int(line.split()[1]) * 1024, "MemAvailable in /proc/meminfo"
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    for var in LOCAL_SIZE_VARIABLES:
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 1:
+            return available // int(value), f"{source}, shared by {value} ranks on this host"
+    return available, source
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_memory(config: TrainConfig, workers: int, ranks: int, limit: tuple[int, str] | None = None) -> None:
+    """Refuse, naming the estimate and the limit, a run whose estimate exceeds the memory there is.
+
+    The option named is the one behind the largest part: ``--samples`` (or ``--features``)
+    where the data set dominates, else the model's widths (``--hidden`` or ``--channels``,
+    or ``--features`` where the inputs are the MLP's widest layer).
+    """
+    parts = memory_estimate(config, workers, ranks)
+    available, source = limit if limit is not None else memory_limit()
+    total = sum(parts.values())
+    if total <= available:
+        return
+    largest = max(parts, key=parts.__getitem__)
+    if largest in ("data", "building the data"):
+        option, value = (
+            ("--features", config.features)
+            if config.features > config.samples
+            else ("--samples", config.samples)
+        )
+    elif config.model == "cnn":
+        option, value = "--channels", ",".join(map(str, config.channels))
+    elif config.dataset == "synthetic" and config.features > max(config.hidden):
+        option, value = "--features", config.features  # the first layer's width: its inputs
+    else:
+        option, value = "--hidden", ",".join(map(str, config.hidden))
+    detail = ", ".join(f"{k} {_gib(v)}" for k, v in parts.items())
+    raise ConfigError(
+        option,
+        value,
+        f"the run needs about {_gib(total)} of memory ({detail}); {_gib(available)} available ({source})",
+    )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ class InputDump:
         steps: int,
     ) -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=False, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True)  # checked before training
         self.index: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
@@ -101,18 +102,18 @@ class InputDump:
         os.replace(tmp, self.dir / INDEX)
 
 
-def check_directory(directory: str | Path) -> str | None:
-    """Why ``directory`` cannot take a dump (None when it can): checked before training starts."""
-    path = Path(directory)
-    if path.exists():
-        if not path.is_dir():
-            return f"{path} exists and is not a directory"
-        if not os.access(path, os.W_OK):
-            return f"directory {path} is not writable"
-        return None
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        return f"directory {parent} does not exist"
-    if not os.access(parent, os.W_OK):
-        return f"directory {parent} is not writable"
-    return None
+#: The names of the files a dump writes besides the index: step, rank, then segment.
+DUMP_FILE = re.compile(r"t\d{5}_r\d{3}(_s\d{2}_[gs]\.npy|\.msg)")
+
+
+def is_dump_file(directory: str | Path, path: str | Path) -> bool:
+    """Whether ``path`` is (or would be) one of the files a dump into ``directory`` writes.
+
+    Another output given such a path would be overwritten by the dump, or overwrite it.
+    The directory itself is checked by ``vgc_ref._cli.output_dir_problem`` (a probe file
+    is created and removed there), before training starts.
+    """
+    name = os.path.basename(os.path.abspath(path))
+    if os.path.realpath(os.path.dirname(os.path.abspath(path))) != os.path.realpath(directory):
+        return False
+    return name in (INDEX, INDEX + ".tmp") or DUMP_FILE.fullmatch(name) is not None

@@ -35,7 +35,7 @@ from mpi_demo import checkpoint as ckpt_mod
 from mpi_demo import inputs as inputs_mod
 from mpi_demo import model, network, schedule, trace
 from mpi_demo.comm import SimulatedComm
-from mpi_demo.config import TrainConfig, check_ranks, validate
+from mpi_demo.config import TrainConfig, check_memory, check_ranks, dump_capped, validate
 from mpi_demo.data import Dataset, epoch_order, hold_out, load_dataset, shard_bounds
 from mpi_demo.network import Network
 from vgc_ref import Compressor
@@ -221,9 +221,11 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
     alike) for a configuration or checkpoint this job cannot use.
     """
     validate(config)
+    config = dump_capped(config)  # --dump-inputs: the run ends after the dumped steps
     if comm is None:
         comm = SimulatedComm(config.ranks or 1)
     check_ranks(config, comm.size)
+    check_memory(config, len(comm.local_ranks), comm.size)  # before anything is allocated
     root = comm.is_root
     say = log if (log is not None and root) else None
 
@@ -276,7 +278,26 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
     order_epoch, order = -1, np.empty(0, np.int64)
     prefix: list[str] = []
     if config.resume:
-        restored = _resume(config, comm, arith, seg_sizes, total, n_train)
+        facts = ckpt_mod.RunFacts(
+            header=trace.dumps(trace.header_record(arith, comm.size, layout, total)),
+            ranks=comm.size,
+            steps_per_epoch=steps_per_epoch,
+            total=total,
+            batch=config.batch,
+            checksum_every=config.checksum_every,
+            n_params=n_params,
+            method=config.method,
+            residual=config.residual,
+            order_of=lambda e: epoch_order(config.seed, e, n_train),
+            initial=lambda: net.init_params(config.seed),
+            # --products blas: the accuracy of this machine's BLAS, maybe not the writer's
+            test_accuracy=(
+                None
+                if config.products == "blas"
+                else (lambda p: accuracy(p, net, data.x_test, data.y_test, ops))
+            ),
+        )
+        restored = _resume(config, comm, arith, seg_sizes, total, n_train, facts)
         start = restored.step
         params = [p.copy() for p in restored.params]
         momentum = [m.copy() for m in restored.momentum]
@@ -476,14 +497,26 @@ def _method_label(config: TrainConfig) -> str:
 
 
 def _resume(
-    config: TrainConfig, comm, arith: dict[str, Any], seg_sizes: list[int], total: int, n_train: int
+    config: TrainConfig,
+    comm,
+    arith: dict[str, Any],
+    seg_sizes: list[int],
+    total: int,
+    n_train: int,
+    facts: ckpt_mod.RunFacts,
 ) -> ckpt_mod.Checkpoint:
-    """Rank 0 reads and checks the checkpoint and sends it to every rank; all raise alike on a bad one."""
+    """Rank 0 reads and checks the checkpoint and sends it to every rank; all raise alike on a bad one.
+
+    The checks: the file (:func:`~mpi_demo.checkpoint.load`), that it is this job's
+    (:func:`~mpi_demo.checkpoint.check_compatible`) and that its parts agree with each
+    other and with the trace it carries (:func:`~mpi_demo.checkpoint.check_consistent`).
+    """
     payload: ckpt_mod.Checkpoint | str
     if comm.is_root:
         try:
             payload = ckpt_mod.load(config.resume)
             ckpt_mod.check_compatible(payload, arith, comm.size, seg_sizes, config.resume, total, n_train)
+            ckpt_mod.check_consistent(payload, facts, config.resume)
         except ckpt_mod.CheckpointError as err:
             payload = str(err)
     else:

@@ -358,7 +358,8 @@ def test_conformance_cli_replays(tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--dump-inputs", "/nonexistent/dir/dump"], "does not exist"),
+        # missing parents are created; an ancestor that takes no file (even for root) is refused
+        (["--dump-inputs", "/proc/vgc-dump/dump"], "directory /proc is not writable"),
         (["--dump-inputs", "DUMP", "--method", "none"], "needs --method vgc, strom or hybrid"),
         (["--dump-inputs", "DUMP", "--dump-steps", "0"], "--dump-steps 0"),
         (["--dump-inputs", "FILE"], "is not a directory"),
