@@ -331,7 +331,7 @@ def test_replay_names_the_first_differing_step_rank_and_segment(tmp_path, capsys
 
 def test_replay_refuses_an_unreadable_dump(tmp_path, capsys):
     assert replay.main(str(tmp_path), None) == 2
-    assert "cannot read the index" in capsys.readouterr().out
+    assert "cannot read the index" in capsys.readouterr().err
     directory = _dump(tmp_path)
     index = json.loads((directory / "index.json").read_text())
     index["version"] = 99

@@ -13,6 +13,13 @@ outputs into ``DIR/<case>/out/`` with the same names and formats as
 (``.f32``: float32, ``.u32``: uint32, ``.bin``: a message); JSON files hold the rest.
 docs/conformance.md has the full layout, as a table.
 
+``run`` and ``check`` read only inside DIR and ``run`` writes only ``DIR/<case>/out/``:
+every case name of ``index.json`` is a plain name of a directory under DIR (no ``..``, no
+path separator, no link leading out), and ``run`` checks every input of the selected cases
+(present, a regular file inside its case, of the size and values ``case.json`` implies)
+before it loads the implementation, so a broken file is refused (exit status 2), never
+blamed on the implementation (exit status 1).
+
 Arrays of a case marked ``"sparse": true`` (the largest-index case, n = 2^27) are stored
 as two files, ``NAME.idx.u32`` (strictly increasing indices) and ``NAME.val.f32`` (their
 values): every element not listed is +0.0, and every element whose bits are not +0.0 is
@@ -39,6 +46,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import sys
 import warnings
 from pathlib import Path
@@ -46,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 import vgc_ref
-from vgc_ref._cli import ArgumentParser, usage_error
+from vgc_ref._cli import ArgumentParser, output_dir_problem, usage_error
 from vgc_ref.conformance import cases as edge
 from vgc_ref.conformance import variance_cases
 from vgc_ref.conformance.record import packet_doc
@@ -87,6 +95,15 @@ def _read_array(base: Path, n: int, sparse: bool) -> np.ndarray:
     x = np.zeros(n, np.float32)
     x[index] = value
     return x
+
+
+def _fresh(path: Path) -> None:
+    """Remove what ``path`` names before ``export`` writes it: a link itself (never what it
+    leads to, so nothing outside DIR is written or removed), a file, or a directory tree."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
 
 
 def _write_json(path: Path, doc) -> None:
@@ -337,27 +354,32 @@ def _decode_result(decode, data: bytes) -> dict:
 # --------------------------------------------------------------------------------------
 
 
+def _directory(directory: str | Path) -> Path:
+    """``directory`` as a Path; VectorsError for the empty string (Path("") is the working directory)."""
+    if str(directory) == "":
+        raise VectorsError("the directory is empty ''; give the directory of the vectors")
+    return Path(directory)
+
+
 def _writable_directory(root: Path) -> None:
-    """Create ``root`` if needed and prove a file can be written there; VectorsError if not."""
-    if root.exists() and not root.is_dir():
-        raise VectorsError(f"{root}: exists and is not a directory")
+    """Create ``root`` if needed, once a file is proven writable there; VectorsError if not."""
+    problem = output_dir_problem(str(root))
+    if problem:
+        raise VectorsError(f"{root}: cannot write here ({problem})")
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".vgc_ref-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
     except OSError as err:
-        raise VectorsError(f"{root}: cannot write here ({err.strerror or err})") from err
+        raise VectorsError(f"{root}: cannot create it ({err.strerror or err})") from err
 
 
 def export(directory: str | Path) -> list[str]:
     """Write every case's inputs and the reference's expected outputs under ``directory``."""
-    root = Path(directory)
+    root = _directory(directory)
     _writable_directory(root)
     index = []
     for name, (description, segments, inputs, sparse) in step_cases().items():
         case = root / name
-        shutil.rmtree(case, ignore_errors=True)
+        _fresh(case)
         segs_doc = []
         for sg in segments:
             params = _params(sg)
@@ -400,7 +422,7 @@ def export(directory: str | Path) -> list[str]:
     for agg in edge.AGGREGATE_EDGE_CASES:
         name = f"aggregate_{agg.name}"
         case = root / name
-        shutil.rmtree(case, ignore_errors=True)
+        _fresh(case)
         messages = agg.messages()
         _write_json(
             case / "case.json",
@@ -421,7 +443,7 @@ def export(directory: str | Path) -> list[str]:
 
     name = "decode"
     case = root / name
-    shutil.rmtree(case, ignore_errors=True)
+    _fresh(case)
     messages = {"valid": edge.valid_message(), **edge.MALFORMED_MESSAGES}
     description = "one valid and one malformed message per class: the packets or the error's field and offset"
     _write_json(
@@ -438,6 +460,7 @@ def export(directory: str | Path) -> list[str]:
     calls, python_only = _export_calls(root)
     index += calls
 
+    _fresh(root / "index.json")
     _write_json(
         root / "index.json",
         {
@@ -498,7 +521,7 @@ def _export_calls(root: Path) -> tuple[list[dict], list[dict]]:
     index = []
     for case_id, (case, calls) in exported.items():
         directory = root / case_id
-        shutil.rmtree(directory, ignore_errors=True)
+        _fresh(directory)
         why = case.why or f"the deterministic layer's case {case_id}"
         doc = {"name": case_id, "kind": "calls", "description": why, "rules": list(case.rules)}
         _write_json(directory / "case.json", {**doc, "calls": [c[0] for c in calls]})
@@ -558,7 +581,7 @@ def _export_dense(root: Path) -> list[dict]:
     index = []
     for name, (description, x, delta) in _dense_layers().items():
         case = root / name
-        shutil.rmtree(case, ignore_errors=True)
+        _fresh(case)
         batch, n_in = x.shape
         doc = {"name": name, "kind": "dense", "description": description}
         _write_json(case / "case.json", {**doc, "batch": batch, "in": n_in, "out": delta.shape[1]})
@@ -594,27 +617,67 @@ def _load_json(path: Path, what: str):
         raise VectorsError(f"{path}: not a readable JSON file ({what}: {err})") from err
 
 
+def plain_name(name, what: str, where: Path) -> str:
+    """``name`` when it is a plain name of one directory entry, else VectorsError.
+
+    Refused: anything but a non-empty string, a name with a path separator or a NUL,
+    ``.`` and ``..``: a case or message name never leads outside its directory.
+    """
+    if not isinstance(name, str) or not name:
+        raise VectorsError(f"{where}: {what} {name!r} is not a name")
+    if "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
+        raise VectorsError(f"{where}: {what} {name!r} is not a plain name (no path separators, no ..)")
+    return name
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, links followed, is ``root`` or lies under it (``root`` resolved)."""
+    real = os.path.realpath(path)
+    return real == str(root) or real.startswith(str(root) + os.sep)
+
+
+def _case_dir(root: Path, name: str) -> Path:
+    """``root / name``, a directory whose real path (links followed) is directly under ``root``."""
+    path = root / name
+    real = Path(os.path.realpath(root))
+    if Path(os.path.realpath(path)).parent != real:
+        raise VectorsError(f"{path}: case {name} leads outside {root} (to {os.path.realpath(path)})")
+    if not path.is_dir():
+        raise VectorsError(f"{path}: case {name}: no such directory; export the vectors again")
+    return path
+
+
 def _cases(root: Path, only: list[str] | None) -> list[str]:
-    """The case names of ``root/index.json`` (only those in ``only``, when given)."""
+    """The case names of ``root/index.json`` (only those in ``only``, when given).
+
+    Every name is a plain name of a directory directly under ``root`` (no ``..``, no path
+    separator, no link leading elsewhere), listed once.
+    """
     if not root.is_dir():
         raise VectorsError(f"{root}: no such directory; write one with: python -m vgc_ref.vectors export DIR")
-    if not (root / "index.json").is_file():
+    index = root / "index.json"
+    if not index.is_file() or not _inside(index, Path(os.path.realpath(root))):
         raise VectorsError(
             f"{root}: no index.json, not a directory of golden vectors; "
             "write one with: python -m vgc_ref.vectors export DIR"
         )
-    doc = _load_json(root / "index.json", "the index of the cases")
+    doc = _load_json(index, "the index of the cases")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise VectorsError(f"{root / 'index.json'}: not {FORMAT} version {VERSION}")
-    try:
-        names = [str(c["name"]) for c in doc["cases"]]
-    except (KeyError, TypeError) as err:
-        raise VectorsError(f"{root / 'index.json'}: malformed case list ({err!r})") from err
+    cases = doc.get("cases")
+    if not isinstance(cases, list) or not all(isinstance(c, dict) and "name" in c for c in cases):
+        raise VectorsError(f"{root / 'index.json'}: malformed case list (cases must be objects with a name)")
+    names = [plain_name(c["name"], "case name", index) for c in cases]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise VectorsError(f"{index}: case {repeated[0]!r} is listed more than once")
     if only:
         unknown = sorted(set(only) - set(names))
         if unknown:
             raise VectorsError(f"--case {', '.join(unknown)}: no such case in {root / 'index.json'}")
         names = [n for n in names if n in only]
+    for name in names:
+        _case_dir(root, name)
     return names
 
 
@@ -660,25 +723,140 @@ def _check_case_doc(doc, path: Path) -> None:
         need(isinstance(messages, list) and all(isinstance(m, str) for m in messages), "messages")
 
 
+def _input_file(case: Path, rel: str) -> Path:
+    """``case / rel``: a regular file whose real path lies inside the case; VectorsError if not."""
+    path = case / rel
+    if not _inside(path, Path(os.path.realpath(case))):
+        raise VectorsError(f"{path}: leads outside the case (to {os.path.realpath(path)})")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise VectorsError(f"{path}: missing (an input of case {case.name})") from None
+    except OSError as err:
+        raise VectorsError(f"{path}: cannot read it ({err.strerror or err})") from err
+    if not stat.S_ISREG(mode):
+        raise VectorsError(f"{path}: not a regular file (an input of case {case.name})")
+    return path
+
+
+def _sized(path: Path, n: int, what: str) -> None:
+    size = path.stat().st_size
+    if size != 4 * n:
+        raise VectorsError(f"{path}: {size} bytes, expected {4 * n} ({what})")
+
+
+def _check_array(case: Path, base: str, n: int, sparse: bool, non_negative: bool) -> None:
+    """A steps input: float32[n] (or its sparse pair), every value finite, s >= 0."""
+    if sparse:
+        idx = _input_file(case, f"{base}.idx.u32")
+        val = _input_file(case, f"{base}.val.f32")
+        m = idx.stat().st_size // 4
+        _sized(idx, m, "uint32 indices")
+        _sized(val, m, f"float32[{m}], one value per index in {idx.name}")
+        index = np.fromfile(idx, dtype="<u4").astype(np.int64)
+        if index.size and (np.any(np.diff(index) <= 0) or index[-1] >= n):
+            raise VectorsError(f"{idx}: indices must be strictly increasing and below n = {n}")
+        x = np.fromfile(val, dtype="<f4")
+        name = val
+    else:
+        name = _input_file(case, f"{base}.f32")
+        _sized(name, n, f"float32[{n}]")
+        x = np.fromfile(name, dtype="<f4")
+    bad = np.flatnonzero(~np.isfinite(x) | ((x < 0) if non_negative else False))
+    if bad.size:
+        i = int(bad[0])
+        rule = "finite and >= 0" if non_negative else "finite"
+        raise VectorsError(f"{name}: element {i} is {float(x[i])!r}; a steps case's inputs are {rule}")
+
+
+def _check_case_inputs(case: Path, doc: dict) -> None:
+    """Every input ``run`` will read for this case, checked before any case runs.
+
+    Files are regular files inside the case (no link leading out, no device); sizes match
+    case.json; a steps case's g and s are finite (s >= 0) and its parameters valid; a calls
+    case's inputs rebuild its calls' arguments. VectorsError names the case and the file.
+    """
+    kind = doc["kind"]
+    out = case / "out"
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise VectorsError(f"{out}: not a directory of the case (a link or a file); remove it")
+    if kind == "steps":
+        ids = [sg["segment_id"] for sg in doc["segments"]]
+        if len(set(ids)) != len(ids):
+            raise VectorsError(f"{case / 'case.json'}: a segment_id is listed more than once")
+        for sg in doc["segments"]:
+            if sg["n"] > MAX_SEGMENT_LEN:
+                raise VectorsError(f"{case / 'case.json'}: segment {sg['segment_id']} n = {sg['n']} > 2^27")
+            params = {k: (v if k == "residual" else v["value"]) for k, v in sg.get("params", {}).items()}
+            for key, value in params.items():
+                number = isinstance(value, (int, float)) and not isinstance(value, bool)
+                if key != "residual" and not number:
+                    raise VectorsError(
+                        f"{case / 'case.json'}: segment {sg['segment_id']} params.{key} is {value!r}, "
+                        "expected a number"
+                    )
+            try:
+                _params({**sg, "params": params})
+            except Exception as err:  # the hyperparameters' own refusal, naming the field
+                raise VectorsError(f"{case / 'case.json'}: segment {sg['segment_id']} params: {err}") from err
+        for t in range(doc["steps"]):
+            for sg in doc["segments"]:
+                j, n = sg["segment_id"], sg["n"]
+                _check_array(case, f"in/step{t}/seg{j}.g", n, doc["sparse"], False)
+                if sg["method"] == "vgc":
+                    _check_array(case, f"in/step{t}/seg{j}.s", n, doc["sparse"], True)
+    elif kind == "aggregate":
+        for w in range(doc["ranks"]):
+            _input_file(case, f"in/rank{w}.bin")
+    elif kind == "dense":
+        _sized(_input_file(case, "in/x.f32"), doc["batch"] * doc["in"], "float32[batch, in]")
+        _sized(_input_file(case, "in/delta.f32"), doc["batch"] * doc["out"], "float32[batch, out]")
+    elif kind == "calls":
+        from vgc_ref.conformance import record
+
+        for i, call in enumerate(doc["calls"]):
+            where = case / "in" / f"call{i}"
+            if where.exists() and not _inside(where, Path(os.path.realpath(case))):
+                raise VectorsError(f"{where}: leads outside the case")
+            for path in sorted(where.iterdir()) if where.is_dir() else []:
+                _input_file(case, f"in/call{i}/{path.name}")
+            try:
+                record.from_values(call, _read_call_inputs(where))
+            except Exception as err:  # a missing file, a wrong size or field: the vectors', not the impl's
+                raise VectorsError(f"{where}: the inputs do not match case.json ({err!r})") from err
+    else:
+        for key in doc["messages"]:
+            plain_name(key, "message name", case / "case.json")
+            _input_file(case, f"in/{key}.bin")
+
+
 def run_impl(directory: str | Path, impl_spec: str, only: list[str] | None = None) -> int:
     """Run a Python implementation (the conformance adapter) on the cases; write ``out/``.
 
     Returns 0, or 1 when the implementation raised on a case (its ``out/`` is then
     incomplete, which ``check`` reports). Raises :class:`VectorsError` for a directory,
-    case file or ``impl_spec`` that cannot be used, before any case runs.
+    case file, case input or ``impl_spec`` that cannot be used, before any case runs and
+    before anything is written: every input is checked first (:func:`_check_case_inputs`),
+    and nothing outside ``DIR/<case>/out/`` is written or removed.
     """
     from vgc_ref.conformance.adapter import load_impl
 
-    root = Path(directory)
+    root = _directory(directory)
     names = _cases(root, only)
+    docs = {}
+    for name in names:
+        case = root / name
+        path = _input_file(case, "case.json")
+        docs[name] = _load_json(path, f"case {name}")
+        _check_case_doc(docs[name], path)
+        _check_case_inputs(case, docs[name])
+    problem = output_dir_problem(str(root))
+    if problem:
+        raise VectorsError(f"{root}: {problem}")
     try:
         impl = load_impl(impl_spec)
     except Exception as err:  # the module under test fails to import: its error, in one line
         raise VectorsError(f"--impl {impl_spec!r}: cannot load it ({type(err).__name__}: {err})") from err
-    docs = {}
-    for name in names:
-        docs[name] = _load_json(root / name / "case.json", f"case {name}")
-        _check_case_doc(docs[name], root / name / "case.json")
     failed = 0
     for name, doc in docs.items():
         case = root / name
@@ -689,8 +867,10 @@ def run_impl(directory: str | Path, impl_spec: str, only: list[str] | None = Non
             with warnings.catch_warnings():  # overflow to inf is what some cases are about
                 warnings.simplefilter("ignore", RuntimeWarning)
                 _run_case(impl, doc, case, out)
-        except OSError as err:  # an input file is missing or unreadable, or out/ cannot be written
+        except OSError as err:  # an input file vanished since the check, or out/ cannot be written
             raise VectorsError(f"{case}: {err}") from err
+        except VectorsError:
+            raise
         except Exception as err:  # the implementation under test raised on a valid input
             failed += 1
             print(f"error {name}: the implementation raised {type(err).__name__}: {err}", flush=True)
@@ -744,6 +924,8 @@ def _compare_file(expected: Path, got: Path) -> str | None:
     """None when equal, else a one-line description of the first difference."""
     if not got.exists():
         return f"{got.name}: missing"
+    if not got.is_file():
+        return f"{got.name}: not a regular file"
     if expected.suffix == ".json":
         want = _load_json(expected, "an expected output")
         try:
@@ -775,14 +957,17 @@ def check(directory: str | Path, only: list[str] | None = None) -> int:
 
     Returns 0 when every case matches, 1 otherwise.
     """
-    root = Path(directory)
+    root = _directory(directory)
     failed = 0
-    for name in _cases(root, only):
+    names = _cases(root, only)
+    for name in names:  # every case's expected/ before the first line of output
+        expected = root / name / "expected"
+        if not expected.is_dir() or not _inside(expected, Path(os.path.realpath(root / name))):
+            raise VectorsError(f"{expected}: missing; export the vectors again")
+    for name in names:
         expected = root / name / "expected"
         out = root / name / "out"
         problems = []
-        if not expected.is_dir():
-            raise VectorsError(f"{expected}: missing; export the vectors again")
         if not out.is_dir():
             problems.append("out/ is missing")
         else:
@@ -825,6 +1010,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dir")
     p.add_argument("--case", action="append", help="only this case (repeatable)")
     args = parser.parse_args(argv)
+    prog = f"{parser.prog} {args.command}"
+    if args.dir == "":
+        usage_error(prog, "DIR is empty ''; give the directory of the vectors")
     try:
         if args.command == "export":
             names = export(args.dir)
@@ -834,9 +1022,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_impl(args.dir, args.impl, args.case)
         return check(args.dir, args.case)
     except VectorsError as err:  # exit status 2: the directory or a file of it cannot be used
-        usage_error(f"{parser.prog} {args.command}", str(err))
+        usage_error(prog, str(err))
     except OSError as err:
-        usage_error(f"{parser.prog} {args.command}", f"{err.filename or args.dir}: {err.strerror or err}")
+        usage_error(prog, f"{err.filename or args.dir}: {err.strerror or err}")
 
 
 if __name__ == "__main__":

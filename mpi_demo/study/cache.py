@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,21 +52,67 @@ def run_key(fields: dict[str, Any], code: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def load(path: Path) -> dict[str, dict[str, Any]]:
-    """key -> row of every complete line of a cache file (none when it does not exist)."""
+#: How every line the sweep appends begins (``json.dumps({"key": ..., "row": ...})``).
+LINE_START = '{"key": "'
+
+
+class CacheError(ValueError):
+    """A cache file that ``--reuse`` cannot read; the message names the line."""
+
+
+def load(path: Path, check_row: Callable[[Any, str], None] | None = None) -> dict[str, dict[str, Any]]:
+    """key -> row of every complete line of a cache file (none when it does not exist).
+
+    Checked line by line: each line is ``{"key": 64 hex digits, "row": an object}``, and
+    ``check_row(row, "row")`` (the sweep passes :func:`mpi_demo.study.schema.check_run`)
+    raising ValueError for a row it cannot use; the last of two lines with one key wins.
+    A line cut short by an interruption (it starts as the sweep starts every line,
+    ``{"key": "``, and is not complete JSON) is skipped; any other line that is not a
+    complete record raises :class:`CacheError` naming its number.
+    """
     rows: dict[str, dict[str, Any]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
+    if not path.exists():
+        return rows
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise CacheError(f"cannot read it ({err})") from err
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line, parse_constant=_no_constant)
+        except json.JSONDecodeError as err:
+            if line.startswith(LINE_START):
                 continue  # a line cut short by an interruption
-            rows[item["key"]] = item["row"]
+            raise CacheError(f"line {number} is not a JSON record ({err})") from err
+        except ValueError as err:  # NaN or Infinity, which json.dumps of a run never writes
+            raise CacheError(f"line {number}: {err}") from err
+        if not isinstance(item, dict) or set(item) != {"key", "row"}:
+            raise CacheError(f'line {number} is not {{"key": ..., "row": ...}}')
+        key = item["key"]
+        if not isinstance(key, str) or len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            raise CacheError(f"line {number}: key {key!r} is not a SHA-256 (64 hex digits)")
+        if not isinstance(item["row"], dict):
+            raise CacheError(f"line {number}: row is a JSON {type(item['row']).__name__}, expected an object")
+        if check_row is not None:
+            try:
+                check_row(item["row"], "row")
+            except ValueError as err:
+                raise CacheError(f"line {number}: {err}") from err
+        rows[key] = item["row"]
     return rows
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def append(path: Path, key: str, row: dict[str, Any]) -> None:
     """Add one finished run to the cache file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps({"key": key, "row": row}) + "\n")
+    with open(path, "a+b") as f:
+        f.seek(0, 2)
+        cut = f.tell() > 0 and (f.seek(-1, 2), f.read(1))[1] != b"\n"
+        # after a line cut short by an interruption, start a new line: the cut one stays alone
+        f.write((b"\n" if cut else b"") + (json.dumps({"key": key, "row": row}) + "\n").encode())

@@ -14,7 +14,7 @@ import platform
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from mpi_demo.study.cache import ROOT
 
@@ -202,7 +202,7 @@ def markdown_block(summary: Sequence[dict[str, Any]], meta: dict[str, Any]) -> s
     return "\n".join(lines)
 
 
-def plot(summary: Sequence[dict[str, Any]], path: Path) -> None:
+def plot(summary: Sequence[dict[str, Any]], path: Path | BinaryIO) -> None:
     """Test accuracy against compression ratio, one panel per study: every seed as a dot, each
     setting's mean with the 95 % interval of its paired difference to the baseline, the
     baseline and the one-point margin."""
@@ -268,7 +268,7 @@ def plot(summary: Sequence[dict[str, Any]], path: Path) -> None:
             seen.setdefault(label, handle)
     fig.legend(list(seen.values()), list(seen), loc="center right", fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_figwidth(), 1))
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
 

@@ -84,14 +84,17 @@ def run_many(
     workers: int,
     log: Callable[[str], None] | None,
     counter: list[int],
+    known: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every job's row, in the order of ``jobs``; trains those not taken from the cache.
 
     Finished runs are appended to ``cache_path``; with ``reuse``, runs already there under
     the same key (configuration and code hash) are taken from it instead of trained.
-    ``counter`` is [runs finished, runs planned] for the progress lines.
+    ``counter`` is [runs finished, runs planned] for the progress lines. ``known``: the
+    cache's rows when the caller has already read (and so checked) them.
     """
-    known = cache.load(cache_path) if (reuse and cache_path is not None) else {}
+    if known is None:
+        known = cache.load(cache_path) if (reuse and cache_path is not None) else {}
     keys = [cache.run_key(j.fields, code) for j in jobs]
     rows: list[dict[str, Any] | None] = [None] * len(jobs)
     todo = []

@@ -12,6 +12,11 @@ the reference ``vgc_ref`` is tested. Exit status: 0 when every property passed, 
 one failed, 2 when the implementation cannot be loaded, an argument is bad (checked
 before the suite runs: ``--report`` must be a writable file path), or pytest and
 Hypothesis, the kit's own dependencies (``pip install 'vgc_ref[test]'``), are missing.
+
+``--replay DIR`` replays a training run's dump instead (:mod:`vgc_ref.conformance.replay`;
+docs/conformance.md, "Replaying a training run"): the dump is checked whole before the
+implementation is loaded, ``--report`` writes the replay report, and the suite's own
+options are refused with it.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-examples",
         type=int,
-        default=DEFAULT_MAX_EXAMPLES,
+        default=None,
         help=f"Hypothesis examples per property (default {DEFAULT_MAX_EXAMPLES})",
     )
     parser.add_argument("--report", metavar="PATH", help="write a JSON report of every property's outcome")
@@ -55,35 +60,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", dest="select", metavar="EXPR", help="run only the properties matching EXPR")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per property")
     parser.add_argument("--list", action="store_true", help="list the properties and exit")
-    parser.add_argument("--replay", metavar="DIR", help="replay mpi_demo --dump-inputs DIR (replay.py)")
+    parser.add_argument(
+        "--replay",
+        metavar="DIR",
+        help="replay mpi_demo --dump-inputs DIR (replay.py; with --report, a replay report)",
+    )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
 
     if args.list:
+        if args.replay is not None:
+            parser.error("--list and --replay: give one of them")
         for name, (module, what) in PROPERTIES.items():
             print(f"{module}.py::{name}\n    {what}")
         return 0
-    if args.max_examples < 1:
+    if args.max_examples is not None and args.max_examples < 1:
         parser.error(f"--max-examples {args.max_examples}: must be >= 1")
     if args.report is not None:
         problem = output_file_problem(args.report)
         if problem:
             parser.error(f"--report {args.report!r}: {problem}")
+    impl = args.impl or (f"backend:{args.backend}" if args.backend else None)
+    impl = impl or os.environ.get(ENV_IMPL) or DEFAULT_IMPL
+    if args.replay is not None:
+        return _replay(parser, args, impl)
     if MISSING:
         usage_error(
             parser.prog,
             f"needs {' and '.join(MISSING)}, which the kit runs on: pip install 'vgc_ref[test]' "
             "(from a checkout: pip install '.[test]')",
         )
-    impl = args.impl or (f"backend:{args.backend}" if args.backend else None)
-    impl = impl or os.environ.get(ENV_IMPL) or DEFAULT_IMPL
-    if args.replay:
-        from vgc_ref.conformance import replay
-
-        return replay.main(args.replay, impl)
     return run(
         impl,
-        max_examples=args.max_examples,
+        max_examples=DEFAULT_MAX_EXAMPLES if args.max_examples is None else args.max_examples,
         report=args.report,
         derandomize=args.derandomize,
         shrink=not args.no_shrink,
@@ -91,6 +100,25 @@ def main(argv: list[str] | None = None) -> int:
         pytest_args=args.pytest_args,
         verbose=args.verbose,
     )
+
+
+def _replay(parser: ArgumentParser, args, impl: str) -> int:
+    """``--replay DIR``: the options of the property suite do not apply and are refused."""
+    if args.replay == "":
+        parser.error("--replay '': give the directory that --dump-inputs wrote")
+    kit_only = {
+        "--max-examples": args.max_examples is not None,
+        "--derandomize": args.derandomize,
+        "--no-shrink": args.no_shrink,
+        "-k": args.select is not None,
+        "arguments after --": bool(args.pytest_args),
+    }
+    for option, given in kit_only.items():
+        if given:
+            parser.error(f"{option}: an option of the property suite, not of --replay")
+    from vgc_ref.conformance import replay
+
+    return replay.main(args.replay, impl, args.report)
 
 
 if __name__ == "__main__":
