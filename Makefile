@@ -12,7 +12,7 @@ NP     ?= 4
 TORCH       ?= torch==2.13.0+cpu
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: demo test test-quick lint example dist dist-check clean mutation kit-slow
+.PHONY: demo test test-quick gpu-check gpu-check-rehearsal lint example dist dist-check clean mutation kit-slow
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,16 @@ test: $(VENV)/.torch $(VENV_CUDA)/.installed lint
 # minutes on 2 cores; README.md gives the measured time.
 test-quick: $(VENV)/.installed lint
 	timeout -s INT -k 60 1200 $(PY) -m pytest -q -m "not slow and not mpi" --ignore=tests/test_c_port.py
+
+# The GPU check (docs/performance.md, "numba-cuda: the GPU check"): on a machine with an
+# NVIDIA GPU; it sets up .venv-gpu itself. GPU_OUT names the report's directory.
+GPU_OUT ?= gpu-report
+gpu-check:
+	bash tools/gpu_check.sh --out $(GPU_OUT)
+
+# Its rehearsal on the CUDA simulator (no GPU needed; about 20 s; tests/test_gpu_check.py runs it).
+gpu-check-rehearsal: $(VENV)/.installed
+	$(PY) tools/gpu_check.py --simulate --skip-setup --venv $(VENV) --out $(GPU_OUT)-rehearsal
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

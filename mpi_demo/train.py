@@ -38,7 +38,7 @@ from mpi_demo.comm import SimulatedComm
 from mpi_demo.config import TrainConfig, check_memory, check_ranks, dump_capped, validate
 from mpi_demo.data import Dataset, epoch_order, hold_out, load_dataset, shard_bounds
 from mpi_demo.network import Network
-from vgc_ref import Compressor
+from vgc_ref import Compressor, SegmentState
 from vgc_ref.backends import get_backend
 
 PHASES = ("compute", "variance", "compress", "communicate")
@@ -301,10 +301,13 @@ def run_training(config: TrainConfig, comm=None, log: Callable[[str], None] | No
         start = restored.step
         params = [p.copy() for p in restored.params]
         momentum = [m.copy() for m in restored.momentum]
-        for wk in workers:
-            for st, r, v in zip(wk.compressor.states, restored.r[wk.rank], restored.v[wk.rank]):
-                st.r[...] = r
-                st.v[...] = v
+        for wk in workers:  # load_states: host or device states (numba-cuda keeps them on the GPU)
+            wk.compressor.load_states(
+                [
+                    SegmentState(st.segment_id, r.copy(), v.copy())
+                    for st, r, v in zip(wk.compressor.states, restored.r[wk.rank], restored.v[wk.rank])
+                ]
+            )
         order_epoch, order = restored.epoch, restored.order
         counters = Counters(**restored.counters)
         prefix = restored.trace_lines
@@ -535,8 +538,8 @@ def _save_checkpoint(
         [
             (
                 wk.rank,
-                [st.r.copy() for st in wk.compressor.states],
-                [st.v.copy() for st in wk.compressor.states],
+                [st.r for st in wk.compressor.host_states()],
+                [st.v for st in wk.compressor.host_states()],
             )
             for wk in workers
         ]

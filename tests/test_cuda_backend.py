@@ -24,6 +24,8 @@ from strategies import vectors
 
 from vgc_ref import (
     AccumulatorOverflowError,
+    Compressor,
+    HyperparameterError,
     InputError,
     NegativeVarianceError,
     NonFiniteError,
@@ -188,6 +190,106 @@ def test_a_check_before_the_step_is_the_steps_only_scan(method, monkeypatch):
         step(nc, params, dev, cuda.to_device(g), cuda.to_device(s)), step(REFERENCE, params, ref, g, s)
     )
     assert counter.launches == 1
+
+
+# --------------------------------------------------------------------------------------
+# Compressor on device states
+# --------------------------------------------------------------------------------------
+
+#: Segment sizes of a Compressor per scale (an empty segment included).
+COMPRESSOR_SCALES = [
+    pytest.param([5, 0, 19], id="small"),
+    pytest.param(
+        [(1 << 21) + 5, 0, 1000, 1 << 18],
+        id="gpu-size",
+        marks=[pytest.mark.gpu, pytest.mark.skipif(ON_SIMULATOR, reason="the CUDA simulator is on: no GPU")],
+    ),
+]
+COMPRESSOR_METHODS = {
+    "vgc": {"alpha": 1.0, "zeta": 0.9},
+    "hybrid": {"tau": 0.5},
+    "strom": {"tau": 0.75},
+}
+
+
+@pytest.mark.parametrize("sizes", COMPRESSOR_SCALES)
+@pytest.mark.parametrize("inputs_on", ["host", "device"])
+@pytest.mark.parametrize("method", list(COMPRESSOR_METHODS))
+def test_compressor_on_device_states_gives_the_references_messages(method, inputs_on, sizes):
+    """Compressor(backend="numba-cuda") keeps r, v on the device; its messages equal numpy's byte for byte."""
+    kw = COMPRESSOR_METHODS[method]
+    ref = Compressor(sizes, method, backend="numpy", **kw)
+    comp = Compressor(sizes, method, backend="numba-cuda", **kw)
+    assert comp.device_state and all(isinstance(st, nc.DeviceSegmentState) for st in comp.states)
+    rng = np.random.default_rng(13)
+    for _ in range(3):
+        pairs = [inputs(rng, n) for n in sizes]
+        g = [a for a, _ in pairs]
+        s = [b for _, b in pairs] if method != "strom" else None
+        want = ref.message(g, s)
+        if inputs_on == "device":
+            g = [cuda.to_device(a) for a in g]
+            s = [cuda.to_device(b) for b in s] if s is not None else None
+        assert comp.message(g, s) == want
+        for got, expected in zip(comp.host_states(), ref.states):
+            assert got.segment_id == expected.segment_id
+            assert_same_state(got, expected)
+
+
+def test_compressor_device_state_errors_leave_every_segment_unchanged():
+    """A bad value in the last segment: the reference's error, and no segment's r, v changed."""
+    sizes = [6, 9]
+    ref = Compressor(sizes, "vgc", backend="numpy")
+    comp = Compressor(sizes, "vgc", backend="numba-cuda")
+    rng = np.random.default_rng(4)
+    g = [inputs(rng, n)[0] for n in sizes]
+    s = [inputs(rng, n)[1] for n in sizes]
+    assert comp.message(g, s) == ref.message(g, s)
+    before = comp.host_states()
+    g[1][7] = np.nan
+    with pytest.raises(NonFiniteError) as want:
+        ref.compress(g, s)
+    with pytest.raises(NonFiniteError) as got:
+        comp.compress([cuda.to_device(x) for x in g], [cuda.to_device(x) for x in s])
+    assert str(got.value) == str(want.value)
+    for now, old in zip(comp.host_states(), before):
+        assert_same_state(now, old)
+
+
+def test_compressor_states_round_trip_through_the_host():
+    """host_states, then load_states into a fresh device Compressor: the next messages are the same."""
+    sizes = [7, 12]
+    rng = np.random.default_rng(8)
+    comp = Compressor(sizes, "vgc", backend="numba-cuda")
+    ref = Compressor(sizes, "vgc", backend="numpy")
+    g = [inputs(rng, n)[0] for n in sizes]
+    s = [inputs(rng, n)[1] for n in sizes]
+    assert comp.message(g, s) == ref.message(g, s)
+    restored = Compressor(sizes, "vgc", backend="numba-cuda")
+    restored.load_states(comp.host_states())
+    assert all(isinstance(st, nc.DeviceSegmentState) for st in restored.states)
+    assert restored.message(g, s) == comp.message(g, s) == ref.message(g, s)
+    with pytest.raises(InputError, match=r"states\[1\].*must be segment 1 of length 12"):
+        restored.load_states([SegmentState.zeros(7, 0), SegmentState.zeros(11, 1)])
+    with pytest.raises(InputError, match="must hold one per segment"):
+        restored.load_states(ref.host_states()[:1])
+    for now, want in zip(restored.host_states(), ref.states):
+        assert_same_state(now, want)
+
+
+def test_compressor_device_state_is_chosen_by_backend_and_method():
+    """Default on for numba-cuda's vgc/hybrid/strom; host states otherwise; True elsewhere refused."""
+    assert not Compressor([4], "vgc", backend="numba-cuda", device_state=False).device_state
+    assert not Compressor([4], "vgc", backend="numpy").device_state
+    for method in ("none", "topk"):
+        comp = Compressor([4], method, backend="numba-cuda")
+        assert not comp.device_state and isinstance(comp.states[0], SegmentState)
+        g = np.arange(4, dtype=np.float32)
+        want = Compressor([4], method, backend="numpy").message([g])
+        assert comp.message([cuda.to_device(g)]) == want
+    for backend, method in (("numpy", "vgc"), ("numba-cuda", "topk")):
+        with pytest.raises(HyperparameterError, match="device_state"):
+            Compressor([4], method, backend=backend, device_state=True)
 
 
 # --------------------------------------------------------------------------------------

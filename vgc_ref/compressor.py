@@ -9,6 +9,13 @@ Methods: ``none`` (dense float32, the uncompressed baseline), ``vgc`` (alpha, ze
 ``strom`` (tau), ``hybrid`` (VGC's criterion with tau > 0) and ``topk`` (the largest
 fraction of |r| per segment, quantized like VGC; a baseline in the style of Deep
 Gradient Compression, always run by the NumPy reference).
+
+With the numba-cuda backend, the states of vgc, hybrid and strom live on the device
+(:class:`~vgc_ref.backends.numba_cuda.DeviceSegmentState`): r and v stay in device memory
+from step to step, g and s may be host or device arrays, and only the packets' words come
+back. The messages are the same bytes as every other backend's. :meth:`Compressor.host_states`
+copies the states to the host and :meth:`Compressor.load_states` copies host states in
+(a checkpoint's save and restore).
 """
 
 from __future__ import annotations
@@ -46,6 +53,10 @@ class Compressor:
     backend : str or Backend, optional
         Which implementation runs the steps (see :mod:`vgc_ref.backends`); default
         $VGC_BACKEND or "numpy". Every backend gives the same bytes.
+    device_state : bool, optional
+        Keep r and v in device memory between steps (``states`` are then
+        DeviceSegmentStates). Default: yes for the numba-cuda backend with vgc, hybrid or
+        strom, no otherwise; True with another backend or method is a HyperparameterError.
     """
 
     def __init__(
@@ -59,6 +70,7 @@ class Compressor:
         residual: str = "feedback",
         fraction: float = 0.01,
         backend: str | Backend | None = None,
+        device_state: bool | None = None,
     ) -> None:
         self.backend = get_backend(backend)
         if method not in METHODS:
@@ -77,12 +89,58 @@ class Compressor:
             self.params = TopKParams(fraction=fraction)
         else:
             self.params = None
-        self.states = [SegmentState.zeros(n, j) for j, n in enumerate(sizes)]
+        on_device = self.backend.name == "numba-cuda" and method in ("vgc", "hybrid", "strom")
+        if device_state is None:
+            device_state = on_device
+        elif device_state and not on_device:
+            raise HyperparameterError(
+                "device_state", device_state, "needs backend 'numba-cuda' and method vgc, hybrid or strom"
+            )
+        #: Whether ``states`` hold r and v in device memory (numba-cuda's DeviceSegmentState).
+        self.device_state = bool(device_state)
+        self.states: list
+        if self.device_state:
+            from vgc_ref.backends.numba_cuda import DeviceSegmentState
+
+            self.states = [DeviceSegmentState.zeros(n, j) for j, n in enumerate(sizes)]
+        else:
+            self.states = [SegmentState.zeros(n, j) for j, n in enumerate(sizes)]
 
     @property
     def sizes(self) -> list[int]:
         """n of each segment."""
         return [st.n for st in self.states]
+
+    def host_states(self) -> list[SegmentState]:
+        """A host copy of every segment's state (copied from the device for device states)."""
+        return [st.copy() if isinstance(st, SegmentState) else st.to_host() for st in self.states]
+
+    def load_states(self, states: Sequence[SegmentState]) -> None:
+        """Replace every segment's r and v by copies of ``states`` (host states, in segment order).
+
+        Each must have its segment's id and length (InputError naming ``states[j]``
+        otherwise, and nothing is replaced); a device-state Compressor copies them to
+        the device. With :meth:`host_states`, this is how a checkpoint saves and restores.
+        """
+        if len(states) != len(self.states):
+            raise InputError(
+                "states", f"{len(states)} states", f"must hold one per segment ({len(self.states)})"
+            )
+        for j, (old, st) in enumerate(zip(self.states, states)):
+            if not isinstance(st, SegmentState):
+                raise InputError(f"states[{j}]", type(st).__name__, "must be a SegmentState")
+            if (st.segment_id, st.n) != (old.segment_id, old.n):
+                raise InputError(
+                    f"states[{j}]",
+                    f"segment {st.segment_id} of length {st.n}",
+                    f"must be segment {old.segment_id} of length {old.n}",
+                )
+        if self.device_state:
+            from vgc_ref.backends.numba_cuda import DeviceSegmentState
+
+            self.states = [DeviceSegmentState.from_host(st) for st in states]
+        else:
+            self.states = [st.copy() for st in states]
 
     @property
     def uses_variance(self) -> bool:
@@ -111,7 +169,13 @@ class Compressor:
     def compress(
         self, grads: Sequence[np.ndarray], variances: Sequence[np.ndarray] | None = None
     ) -> list[Packet]:
-        """One step: update every segment's state and return the packets, in segment order."""
+        """One step: update every segment's state and return the packets, in segment order.
+
+        With the numba-cuda backend, g and s may be device arrays (anything with
+        ``__cuda_array_interface__``); none and topk copy them to the host first.
+        """
+        if self.backend.name == "numba-cuda" and self.method in ("none", "topk"):
+            grads = [_on_host(g) for g in grads]
         self._check_all(grads, variances)
         if self.method == "none":
             return [dense_packet(st.segment_id, g) for st, g in zip(self.states, grads)]
@@ -126,3 +190,10 @@ class Compressor:
     def message(self, grads: Sequence[np.ndarray], variances: Sequence[np.ndarray] | None = None) -> bytes:
         """One step, encoded: ``encode_message(self.compress(grads, variances))``."""
         return encode_message(self.compress(grads, variances))
+
+
+def _on_host(x):
+    """x itself, or a host copy of x when it is a device array (numba-cuda backend only)."""
+    from vgc_ref.backends import numba_cuda
+
+    return numba_cuda._as_device(x).copy_to_host() if numba_cuda.is_device_array(x) else x

@@ -16,6 +16,9 @@ Bytes per element (f: the share of elements sent; each sent element also costs a
     decode_accumulate  4 written per element + 4 read per word of each rank
     dense_grad_var     8 written per output (g_W, s_W); x and D stay in cache
 
+Where the device reports its memory clock and bus width, each row also gives its share of
+the theoretical peak bandwidth (:func:`theoretical_bandwidth`: 2 transfers per clock).
+
 Nothing here is asserted; the figures need a GPU (on the simulator the rows are
 computed, but the times mean nothing: vgc_ref.bench leaves them out there).
 """
@@ -48,10 +51,32 @@ def _inputs(n: int, fraction: float, rng) -> tuple[np.ndarray, np.ndarray]:
     return g, g * g * w / np.float32(2.0)
 
 
+def theoretical_bandwidth() -> float | None:
+    """The current device's peak memory bandwidth in GB/s, or None where it is not reported.
+
+    2 (double data rate, as for HBM and GDDR) x memory clock x bus width: the
+    ``MEMORY_CLOCK_RATE`` (kHz) and ``GLOBAL_MEMORY_BUS_WIDTH`` (bits) device attributes.
+    None on the simulator and where the driver does not answer.
+    """
+    from numba import config, cuda
+
+    if config.ENABLE_CUDASIM:
+        return None
+    try:
+        dev = cuda.get_current_device()
+        clock_khz, bus_bits = int(dev.MEMORY_CLOCK_RATE), int(dev.GLOBAL_MEMORY_BUS_WIDTH)
+    except Exception:  # an attribute this driver does not have
+        return None
+    if clock_khz <= 0 or bus_bits <= 0:
+        return None
+    return 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9
+
+
 def cuda_rows(n: int, repeats: int, reference, dense: tuple[int, int, int] = (256, 1024, 1024)) -> list[dict]:
     """Rows {op, backend, seconds, bytes, ref, hbm_bytes_per_element, share_of_device_copy, sent}.
 
-    ``dense`` is (B, n_in, n_out) of the dense-layer row.
+    ``dense`` is (B, n_in, n_out) of the dense-layer row. Every row with a bandwidth has
+    ``device_gb_per_s`` and ``share_of_peak`` (None where the peak is unknown).
     """
     from numba import cuda
 
@@ -60,10 +85,14 @@ def cuda_rows(n: int, repeats: int, reference, dense: tuple[int, int, int] = (25
     rng = np.random.default_rng(1)
     sync = cuda.synchronize
     rows: list[dict] = []
+    peak = theoretical_bandwidth()
     src = cuda.to_device(np.ones(3 * n, np.float32))
     dst = cuda.device_array(3 * n, np.float32)
     copy_seconds = _best(lambda: dst.copy_to_device(src), repeats + 2, sync)
     copy_gbs = 24 * n / copy_seconds / 1e9
+
+    def of_peak(gbs: float) -> float | None:
+        return gbs / peak if peak else None
 
     def add(op, seconds, per_element, check, **extra):
         gbs = per_element * n / seconds / 1e9
@@ -77,9 +106,12 @@ def cuda_rows(n: int, repeats: int, reference, dense: tuple[int, int, int] = (25
                 "hbm_bytes_per_element": per_element,
                 "device_gb_per_s": gbs,
                 "share_of_device_copy": gbs / copy_gbs,
+                "share_of_peak": of_peak(gbs),
                 "checked": check,
                 "note": f"{per_element:.1f} B/element, {gbs:.0f} GB/s, "
-                f"{100 * gbs / copy_gbs:.0f}% of device copy" + ("" if check else ", RESULT DIFFERS"),
+                f"{100 * gbs / copy_gbs:.0f}% of device copy"
+                + (f", {100 * gbs / peak:.0f}% of peak" if peak else "")
+                + ("" if check else ", RESULT DIFFERS"),
                 **extra,
             }
         )
@@ -91,6 +123,9 @@ def cuda_rows(n: int, repeats: int, reference, dense: tuple[int, int, int] = (25
             "seconds": copy_seconds,
             "bytes": 0,
             "ref": None,
+            "device_gb_per_s": copy_gbs,
+            "share_of_device_copy": 1.0,
+            "share_of_peak": of_peak(copy_gbs),
             "note": f"{copy_gbs:.0f} GB/s device to device",
         }
     )
@@ -150,6 +185,7 @@ def cuda_rows(n: int, repeats: int, reference, dense: tuple[int, int, int] = (25
             "seconds": seconds,
             "bytes": 0,
             "ref": None,
+            "gflop_per_s": gflops,
             "note": f"{gflops:.0f} GFLOP/s of rounded float32 ops (6 per b and output); compute-bound",
         }
     )
