@@ -75,3 +75,17 @@ def test_conformance_catalogue_lists_every_property_and_the_table_size():
     fast = sum(not c.slow for c in table.CASES)
     assert f"{fast:,} hand-picked cases" in text and f"{fast:,} cases (`--list`" in text
     assert len(adapter.OPERATIONS) == 7 and "defines these seven functions" in text
+
+
+def test_reliability_page_cites_tests_that_exist():
+    """docs/reliability.md names each guarantee's test as `tests/FILE.py::NAME`: every one is
+    a test function defined in that file, so the page cannot cite a renamed test."""
+    text = (ROOT / "docs" / "reliability.md").read_text()
+    cited = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", text)
+    assert len(cited) >= 20
+    missing = [
+        f"{path}::{name}"
+        for path, name in cited
+        if not re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M)
+    ]
+    assert missing == []
