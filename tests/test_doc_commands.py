@@ -104,8 +104,8 @@ def doc_commands() -> list[Command]:
         cwd = ROOT  # commands run from the checkout's root unless a `cd` says otherwise
         for n, line, inline in _lines_of(path):
             line = line.removeprefix("$ ")
-            if not HEAD.match(line):
-                continue
+            if not HEAD.match(line) or ": error" in line:
+                continue  # not a command, or a command's printed refusal
             if inline and (re.search(r"\[|\||\.\.\.|\bA B\b", line)):
                 continue  # a syntax summary in prose, not a command
             words = shlex.split(line, comments=True)
@@ -278,9 +278,10 @@ def test_quick_commands_run_as_documented(tmp_path):
     demo = (ROOT / "docs" / "demo.md").read_text()
     shown = re.search(r"^\$ python -m mpi_demo compare a\.jsonl b\.jsonl\n(.*?)\n```", demo, re.M | re.S)
     assert shown, "docs/demo.md: the compare example moved; update this test"
-    for line in re.findall(r"^\$ python (-m mpi_demo train .*)$", demo, re.M):
+    for line in re.findall(r"^\$ python (-m mpi_demo train .* --trace [ab]\.jsonl)$", demo, re.M):
         done = _run(*shlex.split(line), cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-800:]
+    assert (tmp_path / "a.jsonl").exists() and (tmp_path / "b.jsonl").exists()
     done = _run("-m", "mpi_demo", "compare", "a.jsonl", "b.jsonl", cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     assert done.stdout.strip() == shown.group(1).strip()
