@@ -31,6 +31,7 @@ from vgc_ref._cli import ArgumentParser, output_file_problem  # noqa: E402
 
 JSON = ROOT / "docs" / "results" / "setup-times.json"
 START, END = "<!-- setup-times:start -->", "<!-- setup-times:end -->"
+BLOCK = re.compile(re.escape(START) + r"\n(.*?)" + re.escape(END), re.S)
 INSTALLS = {
     "demo": "`.venv`: numpy, numba, mpi4py and the MPICH wheel (the MPI), pytest, hypothesis, ruff, "
     "build, scikit-learn (the digits data set), matplotlib, mnist1d, NVIDIA's nvdisasm",
@@ -113,8 +114,8 @@ def render(doc: dict) -> str:
 
 
 def readme_block(text: str) -> str:
-    match = re.search(re.escape(START) + r"\n(.*?)\n" + re.escape(END), text, re.S)
-    return match.group(1) if match else ""
+    match = BLOCK.search(text)
+    return match.group(1).rstrip("\n") if match else ""
 
 
 def main(argv: list[str] | None = None) -> int:
