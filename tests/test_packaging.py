@@ -4,6 +4,7 @@ the package's version."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -72,3 +73,17 @@ def test_changelog_newest_release_is_the_package_version():
     releases = re.findall(r"^## \[?(\d+\.\d+\.\d+)\]? - (\d{4}-\d{2}-\d{2}) \(tag `v\1`\)$", text, re.M)
     assert releases, "CHANGELOG.md has no '## X.Y.Z - YYYY-MM-DD (tag `vX.Y.Z`)' section"
     assert releases[0][0] == __version__
+
+
+def test_readme_setup_times_are_the_recorded_ones():
+    """README.md's table of what each command installs and how long it takes is what
+    tools/setup_times.py renders from docs/results/setup-times.json: measured, not typed."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("setup_times", ROOT / "tools" / "setup_times.py")
+    setup_times = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_times)
+    doc = json.loads(setup_times.JSON.read_text())
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert setup_times.readme_block(readme) == setup_times.render(doc)
+    assert any(r["target"] == "demo" and r["exit"] == 0 for r in doc["runs"])

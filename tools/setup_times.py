@@ -94,7 +94,8 @@ def render(doc: dict) -> str:
     m = doc["machine"]
     lines = [
         f"Measured on {m['cores']} cores ({m['cpu']}; {', '.join(m['flags']) or 'no AVX2'}), "
-        "load average at the start in brackets; `tools/setup_times.py` measures and writes this table.",
+        "load average at the start in brackets, packages from this machine's local wheel cache (add the "
+        "downloads elsewhere); `tools/setup_times.py` measures and writes this table.",
         "",
         "| command | installs | cold (nothing installed) | warm |",
         "|---|---|---|---|",
@@ -144,12 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     text = readme.read_text()
     if START not in text:
         parser.error(f"README.md has no {START} ... {END} block")
-    text = re.sub(
-        re.escape(START) + r"\n.*?\n" + re.escape(END),
-        START + "\n" + render(doc) + "\n" + END,
-        text,
-        flags=re.S,
-    )
+    text = BLOCK.sub(lambda _: f"{START}\n{render(doc)}\n{END}", text, count=1)
     readme.write_text(text)
     print("README.md: setup-times table written")
     return 0
