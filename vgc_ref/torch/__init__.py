@@ -10,6 +10,8 @@ imports torch. In a DDP training script (docs/torch.md)::
   in torch ops;
 * :mod:`vgc_ref.torch.hook` -- the communication hook, its per-parameter state, the
   exchange of variable-length messages, the commit of a step on every rank or none;
+* :mod:`vgc_ref.torch.device` -- the hook's device path: a CUDA bucket's step and
+  aggregation in device memory with the numba-cuda backend (docs/torch.md, "On a GPU");
 * :mod:`vgc_ref.torch.adapter` -- the hook's step and aggregation as a conformance adapter.
 """
 

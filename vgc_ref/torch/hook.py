@@ -27,6 +27,10 @@ data-parallel VGC step):
    *commit* the scratch state and the counters. Otherwise no rank changes its state and
    every rank's ``backward()`` raises :class:`VGCStepError` naming the failed ranks.
 
+On a GPU (a CUDA bucket and the numba-cuda backend), steps 1-3 and 7 run in device memory
+on the tensors' own memory, r and v stay on the device and the commit swaps device
+buffers (:mod:`vgc_ref.torch.device`); elsewhere the bucket is viewed on the host.
+
 All collectives are issued from the thread that runs backward, in the order DDP calls the
 hook, which is the same on every rank. The length exchange (step 5) waits; the payload
 exchange and the aggregation (6, 7) overlap the rest of backward; step 8 waits at the end.
@@ -36,15 +40,19 @@ which DDP waits for after it has finished its own bookkeeping for the step, so t
 forward and backward start cleanly (docs/torch.md, "A failed step").
 """
 
+import contextlib
+import os
+
 import torch
 import torch.distributed as dist
 
-from vgc_ref.backends import Backend, get_backend
+from vgc_ref.backends import ENV_VAR, Backend, get_backend
 from vgc_ref.compressor import METHODS, Compressor
 from vgc_ref.criterion import dense_packet
 from vgc_ref.encoding import encode_message
 from vgc_ref.errors import InputError
 from vgc_ref.state import SegmentState, segment_bounds
+from vgc_ref.torch import device as dev
 from vgc_ref.torch.variance import VarianceTracker
 
 #: Methods the hook offers (topk is a baseline of the demo, not of the hook).
@@ -115,12 +123,39 @@ def _done(value: torch.Tensor) -> torch.futures.Future:
 
 
 class _ParamState:
-    """One parameter's residual state: one SegmentState per piece of at most 2^27 elements."""
+    """One parameter's residual state: one SegmentState per piece of at most 2^27 elements.
+
+    On the device path (:mod:`vgc_ref.torch.device`) ``device`` holds the pieces in device
+    memory instead, from the parameter's first device step on (``states`` is then unused).
+    """
 
     def __init__(self, name: str, numel: int) -> None:
         self.name = name
         self.bounds = segment_bounds(numel)  # [(start, stop)] pieces of the flat parameter
         self.states = [SegmentState.zeros(stop - start) for start, stop in self.bounds]
+        self.device: dev.DeviceParamState | None = None
+
+    def scratch(self, device: torch.device | None) -> list:
+        """Pieces a step may change without changing the committed state (step 3).
+
+        With a ``device``, the device spares (the device state is made from the host
+        pieces at the first call: one upload); else host copies.
+        """
+        if device is None:
+            return [st.copy() for st in self.states]
+        if self.device is None:
+            self.device = dev.DeviceParamState(self.states, device)
+        return self.device.scratch()
+
+    def commit(self, stepped: list) -> None:
+        if self.device is not None:
+            self.device.commit(stepped)
+        else:
+            self.states = stepped
+
+    def host_states(self) -> list[SegmentState]:
+        """The committed pieces on the host (copies from the device on the device path)."""
+        return self.device.host_states() if self.device is not None else self.states
 
 
 class _Aside:
@@ -169,6 +204,13 @@ class VGCHookState:
         with r and v untouched; compression starts after them (default 0).
     process_group : ProcessGroup, optional
         Default: the world.
+    device_path : {"auto", "host", "simulate"}
+        Where a bucket's step and aggregation run. "auto": CUDA buckets in device memory
+        with the numba-cuda backend (when ``backend`` names it, or names no backend and
+        numba-cuda runs on a GPU here), everything else on the host; "host": always on
+        the host (CUDA buckets copied, as before the device path existed); "simulate":
+        CPU buckets through the device path on Numba's CUDA simulator (for tests: tiny
+        models only). docs/torch.md, "On a GPU".
     """
 
     def __init__(
@@ -186,6 +228,7 @@ class VGCHookState:
         untracked: str = "dense",
         warmup_steps: int = 0,
         process_group=None,
+        device_path: str = "auto",
     ) -> None:
         if method not in HOOK_METHODS:
             raise InputError("method", repr(method), f"must be one of {HOOK_METHODS}")
@@ -198,6 +241,17 @@ class VGCHookState:
         self.options = dict(alpha=alpha, zeta=zeta, tau=tau, residual=residual)
         Compressor([], method, **self.options)
         self.backend = get_backend(backend)
+        if device_path not in dev.DEVICE_PATHS:
+            raise InputError("device_path", repr(device_path), f"must be one of {dev.DEVICE_PATHS}")
+        if device_path == "simulate" and not dev.simulator_on():
+            raise InputError(
+                "device_path", "'simulate'", "needs Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)"
+            )
+        self.device_path = device_path
+        # The backend of device buckets, chosen at the first one (None: not chosen yet);
+        # a backend named by the caller (or $VGC_BACKEND) is kept as it is.
+        self._backend_named = backend is not None or ENV_VAR in os.environ
+        self._device_backend: Backend | None = None
         self.untracked = untracked
         self.warmup_steps = warmup_steps
         self.process_group = process_group
@@ -231,13 +285,27 @@ class VGCHookState:
 
     # -- the step (1-4) ---------------------------------------------------------------
 
-    def _compressor(self, params: list[torch.Tensor]) -> Compressor:
-        key = tuple(params)
+    def _compressor(self, params: list[torch.Tensor], backend: Backend) -> Compressor:
+        key = (tuple(params), backend.name)
         comp = self._compressors.get(key)
         if comp is None:
-            comp = Compressor([], self.method, backend=self.backend, **self.options)
+            comp = Compressor([], self.method, backend=backend, **self.options)
             self._compressors[key] = comp
         return comp
+
+    def _backend_for(self, device: torch.device) -> tuple[Backend, bool]:
+        """The backend of a bucket on ``device``, and whether its step runs in device memory."""
+        if self.device_path == "simulate" or (self.device_path == "auto" and device.type == "cuda"):
+            if self._device_backend is None:
+                if self.device_path == "simulate" or self.backend.name == "numba-cuda":
+                    self._device_backend = get_backend("numba-cuda")
+                elif not self._backend_named and dev.gpu_available():
+                    self._device_backend = get_backend("numba-cuda")
+                else:
+                    self._device_backend = self.backend
+            if self._device_backend.name == "numba-cuda":
+                return self._device_backend, True
+        return self.backend, False
 
     def _dense(self, p: torch.Tensor) -> bool:
         """Whether ``p`` is sent dense: vgc/hybrid, no tracked layer owns it, untracked='dense'."""
@@ -252,7 +320,7 @@ class VGCHookState:
         # A tracked layer that did not run this step (find_unused_parameters) has g = 0, and
         # s = 0 is its exact term; an untracked parameter gets s = 0 only when asked.
         if (tracked and not bool(g.any())) or (not tracked and self.untracked == "zero"):
-            return torch.zeros(g.numel(), dtype=torch.float32)
+            return torch.zeros(g.numel(), dtype=torch.float32, device=g.device)
         raise InputError(
             f"variance of {self.params[p].name}",
             "missing",
@@ -261,48 +329,82 @@ class VGCHookState:
             "s = 0), and the layer must have run forward with grad enabled since the last step",
         )
 
-    def _float32(self, p: torch.Tensor, g: torch.Tensor):
-        """g as a float32 numpy vector: a view for float32 on CPU, a cast copy for half types."""
+    def _float32(self, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """g as a float32 tensor: g itself for float32, a cast copy for half types."""
         if g.dtype not in GRAD_DTYPES:
             raise InputError(
                 f"gradient of {self.params[p].name}",
                 f"dtype {g.dtype}",
                 "must be float32, float16 or bfloat16",
             )
-        return tensor_as_numpy(g if g.dtype == torch.float32 else g.float())
+        return g if g.dtype == torch.float32 else g.float()
+
+    def _pieces(self, g32: torch.Tensor, s32: torch.Tensor | None, bounds, on_device: bool, is_dense: bool):
+        """g and s of each piece of one parameter, as the backend takes them (no copy).
+
+        On the host: numpy views (a copy only for a CUDA tensor on the host path). On the
+        device path: device views of the tensors, but a dense piece on the host, since its
+        values are the message's.
+        """
+        if not on_device:
+            g_np = tensor_as_numpy(g32)  # a view of the bucket for float32 on CPU
+            s_np = tensor_as_numpy(s32) if s32 is not None else None
+            return [(g_np[a:b], s_np[a:b] if s_np is not None else None) for a, b in bounds]
+        g_flat = g32.reshape(-1)
+        s_flat = s32.reshape(-1).contiguous() if s32 is not None else None
+        if is_dense:
+            return [(tensor_as_numpy(g_flat[a:b]), None) for a, b in bounds]
+        return [
+            (dev.device_view(g_flat[a:b]), dev.device_view(s_flat[a:b]) if s_flat is not None else None)
+            for a, b in bounds
+        ]
 
     def _compress_aside(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> tuple:
         """Steps 1-4 for one bucket on scratch copies of the state; nothing of ``self`` changes.
 
+        On the device path (:meth:`_backend_for`) g and s are device views of the tensors
+        and the scratch state is the parameters' device spares (:mod:`vgc_ref.torch.device`).
         Returns the message, the segment sizes and the :class:`_Aside` to commit.
         """
+        device = grads[0].device if grads else torch.device("cpu")
+        backend, on_device = self._backend_for(device)
         aside = _Aside()
-        comp = self._compressor(params)
+        comp = self._compressor(params, backend)
         g_list, s_list, dense, scratch = [], [], [], []  # per segment, in message order
-        for p, g in zip(params, grads):
-            g_np = self._float32(p, g)  # a view of the bucket for float32 on CPU
-            is_dense = self._dense(p)
-            s_np = None
-            if self.tracker is not None and not is_dense:
-                s_np = tensor_as_numpy(self._variance(p, g).float())
-            copies = [st.copy() for st in self.params[p].states]
-            aside.states[p] = copies
-            for (start, stop), st in zip(self.params[p].bounds, copies):
-                st.segment_id = len(g_list)  # the segment's position in this bucket's message
-                g_list.append(g_np[start:stop])
-                s_list.append(s_np[start:stop] if s_np is not None else None)
-                dense.append(is_dense)
-                scratch.append(st)
-        # The compressed segments in one Compressor step (which checks them all first), the
-        # dense ones as DENSE packets (r and v stay 0), merged back in segment order.
-        comp.states = [st for st, d in zip(scratch, dense) if not d]
-        g_c = [g for g, d in zip(g_list, dense) if not d]
-        s_c = [s for s, d in zip(s_list, dense) if not d] if self.tracker is not None else None
-        compressed = iter(comp.compress(g_c, s_c))
+        # On the device path every Numba call below runs in the bucket's device context.
+        with dev.kernels(device) if on_device else contextlib.nullcontext():
+            for p, g in zip(params, grads):
+                g32 = self._float32(p, g)  # the bucket itself for float32
+                is_dense = self._dense(p)
+                s32 = None
+                if self.tracker is not None and not is_dense:
+                    s32 = self._variance(p, g).float()
+                pieces = self._pieces(g32, s32, self.params[p].bounds, on_device, is_dense)
+                # r and v in device memory where the backend keeps them there (vgc, hybrid,
+                # strom); a dense parameter's stay 0 on the host.
+                in_device = on_device and comp.device_state and not is_dense
+                copies = self.params[p].scratch(device if in_device else None)
+                aside.states[p] = copies
+                for (g_piece, s_piece), st in zip(pieces, copies):
+                    st.segment_id = len(g_list)  # the segment's position in this bucket's message
+                    g_list.append(g_piece)
+                    s_list.append(s_piece)
+                    dense.append(is_dense)
+                    scratch.append(st)
+            if on_device:
+                dev.to_numba(device)  # the casts, s and the views are torch's work on its stream
+            # The compressed segments in one Compressor step (which checks them all first),
+            # the dense ones as DENSE packets (r and v stay 0), merged back in segment order.
+            comp.states = [st for st, d in zip(scratch, dense) if not d]
+            g_c = [g for g, d in zip(g_list, dense) if not d]
+            s_c = [s for s, d in zip(s_list, dense) if not d] if self.tracker is not None else None
+            compressed = iter(comp.compress(g_c, s_c))
+            if on_device:
+                dev.to_torch(device)  # Numba has read g and s before DDP reuses the bucket
         packets = [
             dense_packet(j, g) if d else next(compressed) for j, (g, d) in enumerate(zip(g_list, dense))
         ]
-        message = encode_message(packets)
+        message = encode_message(packets)  # on the host (the packets' words are host arrays)
         sizes = [st.n for st in scratch]
         aside.counts.update(
             message_bytes=len(message),
@@ -314,8 +416,8 @@ class VGCHookState:
         if self.record is not None:
             aside.record = {
                 "names": [self.params[p].name for p in params],
-                "g": [g.copy() for g in g_list],
-                "s": [s.copy() for s in s_list if s is not None],
+                "g": [dev.to_host(g) for g in g_list],
+                "s": [dev.to_host(s) for s in s_list if s is not None],
                 "message": message,
             }
         return message, sizes, aside
@@ -323,7 +425,7 @@ class VGCHookState:
     def _commit(self, asides: list[_Aside]) -> None:
         for aside in asides:
             for p, states in aside.states.items():
-                self.params[p].states = states
+                self.params[p].commit(states)
             for key, n in aside.counts.items():
                 setattr(self, key, getattr(self, key) + n)
             if self.record is not None and aside.record is not None:
@@ -397,6 +499,7 @@ class VGCHookState:
         step.failed = [w for w, n in enumerate(lengths) if n < 0]
         if step.failed:
             return _done(torch.zeros_like(buf))
+        backend, on_device = self._backend_for(buf.device)  # chosen by the step above
         payload = pad_message(message, max(lengths), buf.device)
         gathered = [torch.empty_like(payload) for _ in range(world)]
         work = dist.all_gather(gathered, payload, group=group, async_op=True)
@@ -411,12 +514,20 @@ class VGCHookState:
         def aggregate(fut) -> torch.Tensor:
             try:
                 fut.value()  # raises if the exchange failed
-                result = torch.zeros(buf.numel(), dtype=torch.float32)  # +0.0 where no parameter lies
-                flat = result.numpy()
-                out = [flat[start:stop] for start, stop in pieces]
-                aggregate_gathered(gathered, lengths, sizes, out, self.backend)
+                if on_device:  # g_hat written by the kernels into device views of the result
+                    result = torch.zeros(buf.numel(), dtype=torch.float32, device=buf.device)
+                    with dev.kernels(buf.device):  # the callback's thread: the bucket's context
+                        out = [dev.device_view(result[start:stop]) for start, stop in pieces]
+                        dev.to_numba(buf.device)
+                        aggregate_gathered(gathered, lengths, sizes, out, backend)
+                        dev.to_torch(buf.device)
+                else:
+                    result = torch.zeros(buf.numel(), dtype=torch.float32)  # +0.0 where no parameter lies
+                    flat = result.numpy()
+                    out = [flat[start:stop] for start, stop in pieces]
+                    aggregate_gathered(gathered, lengths, sizes, out, backend)
                 if record is not None:
-                    record["g_hat"] = [o.copy() for o in out]
+                    record["g_hat"] = [dev.to_host(o) for o in out]
                 return result.to(device=buf.device, dtype=buf.dtype).reshape(buf.shape)
             except Exception as exc:  # a message that does not decode, ...: step 8 reports it
                 step.errors.append(exc)
@@ -481,9 +592,10 @@ class VGCHookState:
         """Method, hyperparameters and every parameter's r and v (float32 CPU tensors), by name."""
         state = {}
         for ps in self.params.values():
+            pieces = ps.host_states()
             state[ps.name] = {
-                "r": torch.from_numpy(_concat([st.r for st in ps.states])).clone(),
-                "v": torch.from_numpy(_concat([st.v for st in ps.states])).clone(),
+                "r": torch.from_numpy(_concat([st.r for st in pieces])).clone(),
+                "v": torch.from_numpy(_concat([st.v for st in pieces])).clone(),
             }
         return {"method": self.method, "options": dict(self.options), "params": state}
 
@@ -511,6 +623,9 @@ class VGCHookState:
             # SegmentState validates finiteness and v >= 0 for every piece.
             loaded[name] = [SegmentState(0, pair[0][a:b].copy(), pair[1][a:b].copy()) for a, b in ps.bounds]
         for name, ps in by_name.items():
+            if ps.device is not None:
+                ps.device.load(loaded[name])
+                continue
             for st, new in zip(ps.states, loaded[name]):
                 st.r[...] = new.r
                 st.v[...] = new.v
