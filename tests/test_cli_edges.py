@@ -40,6 +40,9 @@ def commands() -> list[tuple[str, ...]]:
     ``__main__.py`` and each module with a ``__main__`` block (run with ``-m``), and each
     such script under examples/, tools/ and tests/golden/ (run as a file). The test
     harness's own workers (tests/*_worker.py, tests/wrong_impls/) are not commands."""
+    import importlib.util
+
+    has_torch = importlib.util.find_spec("torch") is not None
     found: list[tuple[str, ...]] = []
     for package in ("vgc_ref", "mpi_demo"):
         for path in sorted((ROOT / package).rglob("*.py")):
@@ -47,7 +50,10 @@ def commands() -> list[tuple[str, ...]]:
             if path.name == "__main__.py":
                 found.append(("-m", ".".join(path.parent.relative_to(ROOT).parts)))
             elif 'if __name__ == "__main__"' in text:
-                found.append(("-m", ".".join(path.with_suffix("").relative_to(ROOT).parts)))
+                module = ".".join(path.with_suffix("").relative_to(ROOT).parts)
+                if module.startswith("vgc_ref.torch.") and not has_torch:
+                    continue  # the torch extra is not installed (make test TORCH=)
+                found.append(("-m", module))
     for folder in ("examples", "tools", "tests/golden"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             if 'if __name__ == "__main__"' in path.read_text(encoding="utf-8"):
