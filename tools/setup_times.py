@@ -4,7 +4,8 @@
     python tools/setup_times.py render        # README.md's table from docs/results/setup-times.json
 
 ``measure`` runs ``make TARGET`` in CLONE (a fresh clone: the first run of a target that
-builds a venv is its cold time) one after another, and records for each the wall time,
+builds a venv is its cold time) one after another, its output in
+``CLONE/setup-times-<i>-<target>.log``, and records for each the wall time,
 the exit status, whether the venvs existed before (cold or warm), and the load average
 before and after, with the machine's CPU model, flags that matter (avx2, avx512f, fma)
 and core count; it appends to docs/results/setup-times.json (``--json``). ``render``
@@ -67,7 +68,9 @@ def measure(clone: Path, targets: list[str]) -> list[dict]:
         warm = (clone / ".venv" / ".installed").exists()
         before = os.getloadavg()
         t0 = time.monotonic()
-        done = subprocess.run(["make", target], cwd=clone, capture_output=True, text=True)
+        log = clone / f"setup-times-{len(rows)}-{target}.log"  # the run's whole output
+        with open(log, "w") as out:
+            done = subprocess.run(["make", target], cwd=clone, stdout=out, stderr=subprocess.STDOUT)
         wall = time.monotonic() - t0
         row = {
             "target": target,
@@ -78,7 +81,7 @@ def measure(clone: Path, targets: list[str]) -> list[dict]:
             "load_after": [round(x, 2) for x in os.getloadavg()],
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
-        tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or [""]
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
         row["last_line"] = tail[0][:200]
         print(json.dumps(row), flush=True)
         rows.append(row)
