@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m vgc_ref.bench [--quick] [--json PATH] [--n LOG2N] [--backends a,b]
+    python -m vgc_ref.bench [--quick] [--json PATH] [--n LOG2N] [--backends a,b] [--ordered]
 
 Arguments are checked before anything is timed (exit status 2 and one line naming the
 argument): LOG2N in 10 .. 27 (2^27 is the largest segment of the format) and small
@@ -22,6 +22,7 @@ a 2-core machine, JIT compilation included.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -135,7 +136,11 @@ def _loaded(names: list[str]) -> dict[str, registry.Backend]:
     return out
 
 
-def run(n: int, repeats: int, backends: dict[str, registry.Backend], quick: bool) -> list[dict]:
+def run(
+    n: int, repeats: int, backends: dict[str, registry.Backend], quick: bool, ordered_only: bool = False
+) -> list[dict]:
+    """Every row of the table; ``ordered_only``: the copy yardstick and the ordered-products
+    rows only (``--ordered``)."""
     rows: list[dict] = []
     rng = np.random.default_rng(0)
 
@@ -149,6 +154,10 @@ def run(n: int, repeats: int, backends: dict[str, registry.Backend], quick: bool
     src = np.ones(3 * n, np.float32)
     dst = np.zeros_like(src)
     add("copy 12n bytes", "numpy", _best(lambda: np.copyto(dst, src), repeats + 2), 24 * n)
+
+    if ordered_only:
+        _ordered_products(add, backends, repeats, quick, rng)
+        return rows
 
     params = VGCParams()
     for fraction in FRACTIONS:
@@ -332,20 +341,50 @@ def print_small_segments(rows: list[dict], info: dict) -> None:
         )
 
 
+def _one_thread():
+    """A context where BLAS (threadpoolctl) and Numba use one thread; None without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    import numba
+
+    @contextlib.contextmanager
+    def limits():
+        saved = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            with threadpool_limits(1):
+                yield
+        finally:
+            numba.set_num_threads(saved)
+
+    return limits()
+
+
 def _ordered_products(add, backends, repeats: int, quick: bool, rng) -> None:
     """dense_grad_var alone: the fixed order (docs/algorithm.md section 2) against BLAS.
 
-    Two sizes: the 256 x 1024 x 1024 layer above, and the default demo's three layers on
-    one of 4 ranks (B = 16; 32 -> 128 -> 64 -> 8). Rows: ``numpy-blas``
-    (dense_grad_var_blas), each CPU backend's dense_grad_var (bit-exact), and the numpy
-    reference in the fixed order (on the large layer once, and only without --quick).
-    Each result is checked against the reference's bits before it is timed.
+    Three rows of sizes: the 256 x 1024 x 1024 layer above with the machine's threads, the
+    same layer with one thread for BLAS and for Numba (threadpoolctl; left out without
+    it), and the default demo's three layers on one of 4 ranks (B = 16; 32 -> 128 -> 64
+    -> 8). Rows: ``numpy-blas`` (dense_grad_var_blas), each CPU backend's dense_grad_var
+    (bit-exact; numba-cpu's is the register-tiled kernel), ``numba-rows`` (the row-streamed
+    kernel of numba_portable, which the demo's "ordered" products use; with numba-cpu
+    only), and the numpy reference in the fixed order (on the large layer once, and
+    only without --quick, with the machine's threads). Each result is checked against the
+    reference's bits before it is timed. Every row has its best and its median over the
+    interleaved rounds, and both as a ratio to BLAS's best and median in the same run.
     """
     sizes = {
-        "dense_grad_var B=256 1024x1024": [(256, 1024, 1024)],
-        "dense_grad_var demo layers B=16": [(16, 32, 128), (16, 128, 64), (16, 64, 8)],
+        "dense_grad_var B=256 1024x1024": ([(256, 1024, 1024)], None),
+        "dense_grad_var B=256 1024x1024 1 thread": ([(256, 1024, 1024)], _one_thread()),
+        "dense_grad_var demo layers B=16": ([(16, 32, 128), (16, 128, 64), (16, 64, 8)], None),
     }
-    for label, shapes in sizes.items():
+    for label, (shapes, context) in sizes.items():
+        if label.endswith("1 thread") and context is None:
+            print(f"# {label}: skipped (no threadpoolctl to limit BLAS's threads)", file=sys.stderr)
+            continue
         layers = [
             (
                 rng.standard_normal((b, i), dtype=np.float32),
@@ -358,7 +397,11 @@ def _ordered_products(add, backends, repeats: int, quick: bool, rng) -> None:
         for name, backend in backends.items():
             if name not in ("numpy", "numba-cuda"):
                 variants[name] = backend.dense_grad_var
-        if not (large and quick):
+        if "numba-cpu" in backends:  # the row-streamed kernel, for comparison with the tiled one
+            from vgc_ref.backends import numba_portable
+
+            variants["numba-rows"] = numba_portable.dense_grad_var
+        if not (large and quick) and context is None:
             variants["numpy"] = dense_grad_var
         want = [dense_grad_var(x, d) for x, d in layers]
         for name, gv in variants.items():
@@ -375,14 +418,26 @@ def _ordered_products(add, backends, repeats: int, quick: bool, rng) -> None:
                     gv(x, d)
 
         calls = 1 if large else 50  # small layers: many calls per timing, for the clock
-        best = dict.fromkeys(variants, float("inf"))
-        for round_ in range(2 * repeats + 1):  # interleaved, as above
-            for name, gv in variants.items():
-                if name == "numpy" and large and round_ > 0:
-                    continue  # the Python loop over 256 samples: once is enough
-                best[name] = min(best[name], _best(lambda gv=gv, c=calls: all_layers(gv, c), 1) / calls)
-        for name, sec in best.items():
-            add(label, name, sec, 0, "dense", vs_blas=sec / best["numpy-blas"])
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        with context if context is not None else contextlib.nullcontext():
+            for round_ in range(2 * repeats + 1):  # interleaved, as above
+                for name, gv in variants.items():
+                    if name == "numpy" and large and round_ > 0:
+                        continue  # the Python loop over 256 samples: once is enough
+                    times[name].append(_best(lambda gv=gv, c=calls: all_layers(gv, c), 1) / calls)
+        blas_best, blas_median = min(times["numpy-blas"]), float(np.median(times["numpy-blas"]))
+        for name, t in times.items():
+            median = float(np.median(t))
+            add(
+                label,
+                name,
+                min(t),
+                0,
+                "dense",
+                median=median,
+                vs_blas=min(t) / blas_best,
+                vs_blas_median=median / blas_median,
+            )
 
 
 def _finish(rows: list[dict]) -> None:
@@ -415,7 +470,7 @@ def print_table(rows: list[dict], info: dict, n: int) -> None:
             notes.append(f"{r['vs_plain']:.2f}x the no-variance time")
         if "vs_blas" in r:
             notes.append(
-                f"{r['vs_blas']:.2f}x the BLAS time"
+                f"{r['vs_blas']:.2f}x the BLAS time (median {r['vs_blas_median']:.2f}x)"
                 + (" (fixed order)" if r["backend"] != "numpy-blas" else "")
             )
         if "note" in r:
@@ -465,6 +520,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only numba-cpu's serial and parallel paths at n = 2^8 .. 2^20 (numba_cpu.SERIAL_MAX)",
     )
+    parser.add_argument(
+        "--ordered",
+        action="store_true",
+        help="only the ordered-products rows (dense_grad_var in the fixed order against BLAS)",
+    )
     args = parser.parse_args(argv)
     names = check_args(args, parser.prog)
     if args.small_segments:
@@ -482,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     if "numpy" not in backends:
         backends = {"numpy": registry.get_backend("numpy"), **backends}
     info = machine()
-    rows = run(n, repeats, backends, args.quick)
+    rows = run(n, repeats, backends, args.quick, args.ordered)
     _finish(rows)
     info["wall_seconds"] = round(time.perf_counter() - start, 1)
     print_table(rows, info, n)

@@ -1,18 +1,25 @@
-"""Numba kernel of the exact convolution variance, bit-identical to :mod:`vgc_ref.variance`.
+"""Numba kernels of the convolution gradient and variance, bit-identical to :mod:`vgc_ref.variance`.
 
-:func:`conv_var_exact` is the twin of ``vgc_ref.variance.conv_var(patches, delta,
-"exact")``: for each output row i (parallel over i; a thread owns whole rows), for each
-sample b in order, the per-sample product ``G_b[i, :] = sum_p X[b, p, i] * D[b, p, :]``
-accumulates from +0.0 over p in increasing order, then ``s_W[i, :] += G_b[i, :]^2``; the
-same roundings in the same order as the reference, ``fastmath=False`` (no FMA). The bias
-term and the approximate form are ordered products and sums of
-:mod:`vgc_ref.backends.numba_portable` on reshaped arrays.
+Every product is a register-tiled kernel of :mod:`vgc_ref.backends.numba_cpu` (section
+"Dense layer" there: each output's sums in vector registers through the whole loop over
+rows, in the reference's order, ``fastmath=False``, no FMA), on the im2col rows
+reshaped to [B*P, K] and [B*P, out]:
+
+* g_W = X^T D over all B*P rows (:func:`~vgc_ref.backends.numba_cpu.tiled_matmul_tn`);
+* exact s_W: for each sample b in order, ``G_b = sum_p X[b, p, :]^T D[b, p, :]`` from
+  +0.0 over p in increasing order, then ``s_W = s_W + G_b * G_b``
+  (:func:`~vgc_ref.backends.numba_cpu.tiled_squared_products` with segments of P rows),
+  the twin of ``vgc_ref.variance.conv_var(patches, delta, "exact")``;
+* approx s_W = (X o X)^T (D o D), squares rounded first.
+
+The bias terms are ordered sums: :func:`_bias_var_exact` here and the column sums of
+:mod:`vgc_ref.backends.numba_portable`.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from vgc_ref.backends import numba_portable
 from vgc_ref.errors import InputError
@@ -21,23 +28,11 @@ from vgc_ref.variance import CONV_VARIANCE_FORMS, _check_conv_pair
 _JIT = {"cache": True, "fastmath": False, "nogil": True}
 
 
-@njit(parallel=True, **_JIT)
-def _conv_var_exact(x, delta, s_w):
-    """s_W[i, :] += (sum_p x[b, p, i] * D[b, p, :])^2 for b in order; s_w holds +0.0."""
-    n_out = s_w.shape[1]
-    for i in prange(s_w.shape[0]):
-        acc = np.empty(n_out, np.float32)
-        row = s_w[i]
-        for b in range(x.shape[0]):
-            for j in range(n_out):
-                acc[j] = np.float32(0.0)
-            for p in range(x.shape[1]):
-                xi = x[b, p, i]
-                dp = delta[b, p]
-                for j in range(n_out):
-                    acc[j] = acc[j] + xi * dp[j]
-            for j in range(n_out):
-                row[j] = row[j] + acc[j] * acc[j]
+def _tiled():
+    """numba_cpu's tiled products (imported here: numba_cpu imports this module)."""
+    from vgc_ref.backends import numba_cpu
+
+    return numba_cpu
 
 
 @njit(**_JIT)
@@ -61,16 +56,14 @@ def conv_var(patches: np.ndarray, delta: np.ndarray, form: str = "exact") -> tup
     if form not in CONV_VARIANCE_FORMS:
         raise InputError("form", form, f"must be one of {', '.join(CONV_VARIANCE_FORMS)}")
     b, p, k = patches.shape
+    x = patches.reshape(b * p, k)  # float32[B*P, K]
+    d = delta.reshape(b * p, -1)  # float32[B*P, out]
     if form == "approx":
-        d2 = (delta * delta).reshape(b * p, -1)
-        x2 = (patches * patches).reshape(b * p, k)
-        return numba_portable.matmul_tn(x2, d2), numba_portable.column_sums(d2)
-    patches = np.ascontiguousarray(patches)
-    delta = np.ascontiguousarray(delta)
-    s_w = np.zeros((k, delta.shape[2]), np.float32)
+        d2 = d * d
+        return _tiled().tiled_matmul_tn(x * x, d2), numba_portable.column_sums(d2)
+    s_w = _tiled().tiled_squared_products(x, d, p)  # float32[K, out]
     s_b = np.zeros(delta.shape[2], np.float32)
-    _conv_var_exact(patches, delta, s_w)
-    _bias_var_exact(delta, s_b)
+    _bias_var_exact(np.ascontiguousarray(delta), s_b)
     return s_w, s_b
 
 
@@ -79,7 +72,7 @@ def conv_grad(patches: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.nd
     _check_conv_pair(patches, delta)
     b, p, k = patches.shape
     d = delta.reshape(b * p, -1)
-    return numba_portable.matmul_tn(patches.reshape(b * p, k), d), numba_portable.column_sums(d)
+    return _tiled().tiled_matmul_tn(patches.reshape(b * p, k), d), numba_portable.column_sums(d)
 
 
 def conv_grad_var(

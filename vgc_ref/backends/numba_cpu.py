@@ -43,9 +43,10 @@ threading layer aborts the process when two Python threads enter a parallel regi
 once, and each region already uses every Numba thread. Small segments take no lock, so
 threads that step small segments run side by side.
 
-The dense-layer gradient and variance term are the ordered kernel of
-:mod:`vgc_ref.backends.numba_portable` (docs/algorithm.md section 2: the reference's
-order of additions, bit for bit); the faster BLAS form,
+The dense-layer gradient and variance term are a register-tiled kernel (section "Dense
+layer" below; docs/algorithm.md section 2: the reference's order of additions, bit for
+bit), compiled with LLVM's SLP vectorizer; the column sums are those of
+:mod:`vgc_ref.backends.numba_portable`. The faster BLAS form,
 :func:`vgc_ref.variance.dense_grad_var_blas`, is outside the contract.
 """
 
@@ -57,14 +58,16 @@ from collections.abc import Sequence
 from types import FunctionType
 
 import numpy as np
+from numba import config as numba_config
 from numba import njit, prange, types
+from numba.core.compiler_lock import global_compiler_lock
 from numba.core.extending import intrinsic
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from vgc_ref import quantize
 from vgc_ref.aggregate import check_messages, rank_ordered_segments
 from vgc_ref.backends import Backend, numba_conv
-from vgc_ref.backends.numba_portable import dense_grad_var
+from vgc_ref.backends.numba_portable import column_sums
 from vgc_ref.criterion import check_finite, missing_variance
 from vgc_ref.encoding import decode_message
 from vgc_ref.errors import (
@@ -76,7 +79,9 @@ from vgc_ref.errors import (
 )
 from vgc_ref.packet import MAX_SEGMENT_LEN, Codec, Packet
 from vgc_ref.params import StromParams, VGCParams
+from vgc_ref.portable import check_product
 from vgc_ref.state import SegmentState, check_vector
+from vgc_ref.variance import _check_pair
 
 #: Elements per chunk of a parallel pass (256 KiB of float32 per array).
 CHUNK = 1 << 16
@@ -895,6 +900,230 @@ def decode_accumulate(
     the reference's own helpers; the accumulation is one parallel kernel per segment.
     """
     return accumulate_packets(decode_messages(messages), sizes, out)
+
+
+# --------------------------------------------------------------------------------------
+# Dense layer: register-tiled ordered products (docs/algorithm.md section 2)
+# --------------------------------------------------------------------------------------
+#
+# out = A^T B in the reference's order, out[i, j] = (+0.0 + a[0,i]*b[0,j]) + ... + a[K-1,i]*b[K-1,j],
+# each product and each sum rounded on its own (no FMA). The numba_portable kernel keeps
+# its sums in memory (a row of out is read and written once per k); this one keeps the
+# sums of a TILE_I x TILE_J tile of out in registers for the whole k loop:
+#
+#     pack     A -> ap[ib, k, r] = A[k, ib*TILE_I + r], B -> bp[jb, k, c] = B[k, jb*TILE_J + c]
+#              (exact copies, zero-padded to whole tiles: a padded row or column only feeds
+#              outputs that are never stored, so ragged shapes need no edge code)
+#     kernel   prange over row blocks ib (a thread owns whole rows of out; g_W and s_W
+#              of a dense layer are two products of one launch); for each column block
+#              jb: TILE_I * TILE_J accumulators c_r_c = +0.0, then for k = 0..K-1 in
+#              order  c_r_c = c_r_c + ap[ib, k, r] * bp[jb, k, c]; then the tile is stored
+#              (its rows and columns inside out only).
+#
+# The "squares" kernel is the same loop cut into segments of `seg` consecutive k (the P
+# positions of one sample of a convolution, docs/algorithm.md section 2.1): the
+# accumulators restart at +0.0 for every segment, and at its end the tile's sums t_r_c
+# (in memory, from +0.0) become t_r_c + c_r_c * c_r_c, segments in order.
+#
+# Every element still sees the reference's operations in the reference's order, so the
+# bits are the reference's whatever the tile, the thread count or the vector width. The
+# accumulators are TILE_I * TILE_J scalar variables (the source is generated below, one
+# statement per multiply-add, because Numba has no fixed-size register arrays); LLVM's
+# SLP vectorizer packs each row of a tile into vector registers (8 float32 per ymm). Numba
+# compiles with the SLP vectorizer off (NUMBA_SLP_VECTORIZE=0), so these kernels alone are
+# compiled with it on (_compile_with_slp): without it the tile stays scalar (vmulss/vaddss)
+# and runs about 5x slower. Vectorizing a tile's rows needs no reassociation and no
+# contraction, so with fastmath off it cannot change a bit; tests/test_tiled_kernels.py
+# checks the bits on Hypothesis shapes and values and reads the assembly (packed
+# vmulps/vaddps, no vfmadd). docs/performance.md, "Ordered products against BLAS", has
+# the measurements that chose 8 x 16 (16 ymm accumulators; CPUs with AVX-512 have 32
+# vector registers, AVX2-only ones 16, where the tile would spill).
+
+#: Rows (input features i) and columns (output features j) of a register tile.
+TILE_I, TILE_J = 8, 16
+#: Below this many multiply-adds a call runs on the calling thread (as numba_portable).
+DENSE_SERIAL_BELOW = 1 << 20
+#: The kernels: kind -> (base name, signature): Q packed A, Q packed B, Q outs (and seg).
+_PACKED = "float32[:, :, :, ::1]"
+TILED_KINDS = {
+    "product": ("_tiled_tn", f"void({_PACKED}, {_PACKED}, float32[:, :, ::1])"),
+    "squares": ("_tiled_sq", f"void({_PACKED}, {_PACKED}, float32[:, :, ::1], int64)"),
+}
+
+
+def _tiled_source(name: str, loop: str, squares: bool) -> str:
+    """Source of the tiled kernel ``name``; ``loop`` is "prange" or "range".
+
+    ap: float32[Q, ceil(m / TILE_I), K, TILE_I], bp: float32[Q, ceil(n / TILE_J), K, TILE_J]
+    (Q products of packed operands, :func:`_pack`), out: float32[Q, m, n]; the parallel
+    loop runs over the Q * ceil(m / TILE_I) row blocks, so Q products share one launch.
+    """
+    tile = [(r, c) for r in range(TILE_I) for c in range(TILE_J)]
+    accumulators = " = ".join(f"c{r}_{c}" for r, c in tile) + " = F32_ZERO"
+    body = ["ak = a[k]", "bk = b[k]"]
+    body += [f"b{c} = bk[{c}]" for c in range(TILE_J)]
+    for r in range(TILE_I):
+        body.append(f"a{r} = ak[{r}]")
+        body += [f"c{r}_{c} = c{r}_{c} + a{r} * b{c}" for c in range(TILE_J)]
+    lines = [
+        f"def {name}(ap, bp, out{', seg' if squares else ''}):",
+        f'    """{TILE_I} x {TILE_J} tiles of out; vgc_ref/backends/numba_cpu.py, "Dense layer"."""',
+        "    blocks = ap.shape[1]",
+        "    m, n = out.shape[1], out.shape[2]",
+        f"    for t in {loop}(ap.shape[0] * blocks):",
+        "        q = t // blocks",
+        "        ib = t - q * blocks",
+        f"        i0 = ib * {TILE_I}",
+        f"        tile = np.empty(({TILE_I}, {TILE_J}), np.float32)",
+        "        o = out[q]",
+        "        for jb in range(bp.shape[1]):",
+        f"            j0 = jb * {TILE_J}",
+        "            a = ap[q, ib]",
+        "            b = bp[q, jb]",
+    ]
+    if squares:
+        lines += ["            tile[:, :] = F32_ZERO"]
+        lines += ["            for k0 in range(0, a.shape[0], seg):", "                " + accumulators]
+        lines += ["                for k in range(k0, k0 + seg):"]
+        lines += ["                    " + s for s in body]
+        lines += [f"                tile[{r}, {c}] = tile[{r}, {c}] + c{r}_{c} * c{r}_{c}" for r, c in tile]
+    else:
+        lines += ["            " + accumulators, "            for k in range(a.shape[0]):"]
+        lines += ["                " + s for s in body]
+        lines += [f"            tile[{r}, {c}] = c{r}_{c}" for r, c in tile]
+    lines += [
+        f"            for r in range(min({TILE_I}, m - i0)):",
+        f"                for c in range(min({TILE_J}, n - j0)):",
+        "                    o[i0 + r, j0 + c] = tile[r, c]",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _tiled_kernel(kind: str, parallel: bool, cache: bool = True, name: str | None = None):
+    """The generated kernel, jitted (compiled later, by :func:`_compile_with_slp`).
+
+    Compiled under this file's name, so that Numba's on-disk cache can locate it (the
+    cache is keyed by file, qualified name and the file's time stamp); the serial twin
+    has a name of its own. ``cache=False`` (and a ``name`` of its own) gives a kernel
+    whose assembly can be inspected (tests/test_tiled_kernels.py).
+    """
+    if name is None:
+        name = TILED_KINDS[kind][0] + ("" if parallel else "_serial")
+    source = _tiled_source(name, "prange" if parallel else "range", kind == "squares")
+    # __name__: Numba's cache rebuilds the kernel's globals from the module of that name.
+    namespace = {"__name__": __name__, "np": np, "prange": prange, "F32_ZERO": F32_ZERO}
+    exec(compile(source, __file__, "exec"), namespace)
+    return njit(parallel=parallel, **{**_JIT, "cache": cache})(namespace[name])
+
+
+def _compile_with_slp(dispatcher, signature: str) -> None:
+    """Compile ``dispatcher`` for ``signature`` with LLVM's SLP vectorizer on, for it alone.
+
+    Numba reads ``config.SLP_VECTORIZE`` when it builds the optimisation passes of a
+    compilation; it is set only while this one compiles, under Numba's global compiler
+    lock so that no other compilation runs meanwhile, and restored after. Each
+    compilation first reloads Numba's configuration when a NUMBA_* environment variable
+    has changed since the last one, which would reset the setting: the reload is done
+    here, before setting it, so the compilation's own finds nothing new. Further
+    signatures are disabled: a lazy compilation would run without SLP.
+    """
+    with global_compiler_lock:
+        numba_config.reload_config()
+        saved = numba_config.SLP_VECTORIZE
+        numba_config.SLP_VECTORIZE = 1
+        try:
+            dispatcher.compile(signature)
+        finally:
+            numba_config.SLP_VECTORIZE = saved
+    dispatcher.disable_compile()
+
+
+_TILED_LOCK = threading.Lock()
+_TILED: dict[tuple[str, bool], object] = {}
+
+
+def tiled_kernel(kind: str, parallel: bool):
+    """The tiled kernel of ``kind`` (TILED_KINDS), parallel or serial, compiled with SLP on
+    first use (or loaded from Numba's cache)."""
+    with _TILED_LOCK:
+        kernel = _TILED.get((kind, parallel))
+        if kernel is None:
+            kernel = _tiled_kernel(kind, parallel)
+            _compile_with_slp(kernel, TILED_KINDS[kind][1])
+            _TILED[kind, parallel] = kernel
+    return kernel
+
+
+def _pack(a: np.ndarray, width: int, squares: bool = False) -> np.ndarray:
+    """float32[K, m] -> float32[Q, ceil(m / width), K, width]: blocks of ``width`` columns,
+    each contiguous along k, zero-padded at the end (exact copies, one pass over a). Q = 1,
+    or 2 with ``squares``: [1] holds the squares of [0], each rounded to float32 (a padding
+    zero squares to zero)."""
+    k, m = a.shape
+    full, rest = divmod(m, width)
+    packed = np.empty((1 + squares, full + (rest > 0), k, width), np.float32)
+    packed[0, :full].transpose(1, 0, 2)[...] = a[:, : full * width].reshape(k, full, width)
+    if rest:
+        packed[0, full, :, :rest] = a[:, full * width :]
+        packed[0, full, :, rest:] = 0
+    if squares:
+        np.multiply(packed[0], packed[0], out=packed[1])
+    return packed
+
+
+def _run_tiled(kind: str, args: tuple, work: int) -> None:
+    """Run the ``kind`` kernel on ``args``: serial below DENSE_SERIAL_BELOW multiply-adds,
+    else parallel under the lock of the parallel kernels."""
+    if work < DENSE_SERIAL_BELOW:
+        tiled_kernel(kind, False)(*args)
+        return
+    kernel = tiled_kernel(kind, True)
+    with _PARALLEL_LOCK:
+        kernel(*args)
+
+
+def tiled_matmul_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A^T B in the fixed order, register-tiled; twin of :func:`vgc_ref.portable.matmul_tn`.
+
+    a: float32[K, m], b: float32[K, n] (checked as the reference checks them); returns
+    float32[m, n].
+    """
+    check_product(a, b, 0, 0)
+    out = np.zeros((1, a.shape[1], b.shape[1]), np.float32)
+    _run_tiled("product", (_pack(a, TILE_I), _pack(b, TILE_J), out), out.size * a.shape[0])
+    return out[0]
+
+
+def tiled_squared_products(a: np.ndarray, b: np.ndarray, seg: int) -> np.ndarray:
+    """sum over segments z of (A_z^T B_z)^2, A_z = a[z*seg : (z+1)*seg] (B_z likewise).
+
+    The exact convolution variance's s_W (twin of the loop in
+    :func:`vgc_ref.variance.conv_var`, form "exact"): each A_z^T B_z in the order of
+    :func:`tiled_matmul_tn`, squared and added from +0.0, z in order. a: float32[Z*seg, m],
+    b: float32[Z*seg, n], seg >= 1; returns float32[m, n].
+    """
+    check_product(a, b, 0, 0)
+    if seg < 1 or a.shape[0] % seg:
+        raise InputError("seg", seg, f"must be >= 1 and divide the {a.shape[0]} rows")
+    out = np.zeros((1, a.shape[1], b.shape[1]), np.float32)
+    _run_tiled("squares", (_pack(a, TILE_I), _pack(b, TILE_J), out, seg), out.size * a.shape[0])
+    return out[0]
+
+
+def dense_grad_var(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """g_W, s_W, g_b, s_b of a dense layer; twin of :func:`vgc_ref.variance.dense_grad_var`.
+
+    ``g_W = x^T D`` and ``s_W = (x*x)^T (D*D)``: two products of the register-tiled kernel
+    in one launch, the squares rounded to float32 first as in the reference (squaring the
+    packed x and D gives the same numbers); ``g_b`` and ``s_b`` the ordered column sums of
+    :mod:`vgc_ref.backends.numba_portable`. x: float32[B, in], delta: float32[B, out].
+    """
+    _check_pair(x, delta)
+    xp = _pack(x, TILE_I, squares=True)  # [2, in/8, B, 8]: x, x*x
+    dp = _pack(delta, TILE_J, squares=True)  # [2, out/16, B, 16]: D, D*D
+    out = np.zeros((2, x.shape[1], delta.shape[1]), np.float32)  # g_W, s_W
+    _run_tiled("product", (xp, dp, out), out.size * x.shape[0])
+    return out[0], out[1], column_sums(delta), column_sums(delta * delta)
 
 
 BACKEND = Backend(
