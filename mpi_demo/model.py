@@ -12,10 +12,11 @@ The arithmetic is docs/demo.md "The step", steps 3-7, with its numbers. Every ma
 product, ordered sum, ``exp`` and ``log`` goes through a *products* namespace
 (:func:`products`):
 
-* ``"ordered"`` (the default): :mod:`vgc_ref.backends.numba_portable`, Numba kernels of
-  the fixed-order primitives of :mod:`vgc_ref.portable` (``matmul``, ``matmul_tn``,
-  ``matmul_nt``, ``column_sums``, ``row_sums``, ``exp32``, ``log32``): the same bits on
-  every machine, thread count and NumPy version;
+* ``"ordered"`` (the default): Numba kernels of the fixed-order primitives of
+  :mod:`vgc_ref.portable` (``matmul``, ``matmul_tn``, ``matmul_nt``, ``column_sums``,
+  ``row_sums``, ``exp32``, ``log32``): the products of :mod:`vgc_ref.backends.numba_cpu`
+  (register-tiled on large layers), the rest of :mod:`vgc_ref.backends.numba_portable`;
+  the same bits on every machine, thread count and NumPy version;
 * ``"blas"``: NumPy's ``@``, ``sum``, ``exp`` and ``log``; faster on large layers, but the
   rounding depends on the BLAS kernel and the CPU, so its traces are machine-specific.
   It is dtype-generic, which the finite-difference test uses (float64).
@@ -65,13 +66,23 @@ def _blas_namespace() -> SimpleNamespace:
 def products(name: str = "ordered"):
     """The namespace of matrix products, ordered sums, exp and log for ``--products name``.
 
-    ``"ordered"`` is :mod:`vgc_ref.backends.numba_portable` (fixed order, portable bits);
+    ``"ordered"``: the fixed-order kernels (portable bits): products of
+    :mod:`vgc_ref.backends.numba_cpu`, sums, exp and log of :mod:`vgc_ref.backends.numba_portable`;
     ``"blas"`` is NumPy's ``@``, ``sum``, ``exp`` and ``log`` (machine-specific bits).
     """
     if name == "ordered":
-        from vgc_ref.backends import numba_portable
+        from vgc_ref.backends import numba_cpu, numba_portable
 
-        return numba_portable
+        return SimpleNamespace(
+            name="ordered",
+            matmul=numba_cpu.matmul,
+            matmul_tn=numba_cpu.matmul_tn,
+            matmul_nt=numba_cpu.matmul_nt,
+            column_sums=numba_portable.column_sums,
+            row_sums=numba_portable.row_sums,
+            exp32=numba_portable.exp32,
+            log32=numba_portable.log32,
+        )
     if name == "blas":
         return _blas_namespace()
     raise ValueError(f"products {name!r}: must be one of {', '.join(PRODUCTS)}")

@@ -29,6 +29,7 @@ from vgc_ref import (
 )
 from vgc_ref import backends as registry
 from vgc_ref.encoding import encode_message
+from vgc_ref.packet import Codec
 
 REFERENCE = registry.get_backend("numpy")
 SIMULATED = {"numba-cuda"}  # backends whose test sizes stay small here
@@ -492,3 +493,58 @@ def test_decode_accumulate_of_no_messages_names_messages(backend):
     with pytest.raises(InputError) as err:
         backend.decode_accumulate(iter(()), [])
     assert err.value.name == "messages"
+
+
+# --------------------------------------------------------------------------------------
+# encode_message: the reference's bytes, or the reference's error, on every backend
+# --------------------------------------------------------------------------------------
+
+
+@st.composite
+def packet_lists(draw):
+    """The packets of a valid message, then maybe one damage: a word, param, n or codec
+    patched, a segment id repeated, or a field of another type."""
+    from dataclasses import replace
+
+    from vgc_ref.encoding import decode_message
+
+    messages, _ = draw(message_sets(24), label="messages")
+    packets = list(decode_message(messages[0]))
+    how = draw(st.sampled_from(["none", "word", "param", "n", "codec", "duplicate", "type"]), label="damage")
+    j = draw(st.integers(0, len(packets) - 1), label="packet")
+    p = packets[j]
+    if how == "word" and p.count:
+        words = p.words.copy()
+        words[draw(st.integers(0, p.count - 1), label="at")] = draw(INTERESTING_U32, label="value")
+        packets[j] = replace(p, words=words)
+    elif how in ("param", "n"):
+        packets[j] = replace(p, **{how: draw(INTERESTING_U32, label=how)})
+    elif how == "codec":
+        other = draw(st.sampled_from([c for c in Codec if c != p.codec]), label="codec")
+        packets[j] = replace(p, codec=other)
+    elif how == "duplicate" and len(packets) > 1:
+        packets[j] = replace(p, segment_id=packets[(j + 1) % len(packets)].segment_id)
+    elif how == "type":
+        value = draw(st.sampled_from([np.uint32(p.n), True, -1, float(p.n)]), label="n as")
+        packets[j] = replace(p, n=value)
+    return packets
+
+
+def _encode_outcome(encode, packets):
+    try:
+        return encode(packets)
+    except InputError as err:
+        return ("InputError", str(err))
+
+
+def test_encode_message_gives_the_reference_bytes_or_error(backend):
+    """Valid packets encode to the reference's bytes; a damaged list raises the
+    reference's InputError, message included (numba-cpu checks the content rules with
+    the decoder's kernel and hands anything it does not pass to the reference)."""
+
+    def check(packets):
+        want = _encode_outcome(encode_message, packets)
+        assert _encode_outcome(backend.encode_message, packets) == want
+        assert _encode_outcome(backend.encode_message, tuple(packets)) == want
+
+    check_examples(backend, packet_lists(), check)

@@ -131,6 +131,41 @@ def test_compressor_validates_every_segment_before_any_state_changes():
         comp.compress([np.ones(3, f32), np.ones(2, f32)])  # vgc needs variances
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba-cpu"])
+def test_compressor_atomic_false_steps_in_turn_with_the_same_results(backend):
+    """atomic=False (the DDP hook, on scratch states): the same packets and states as the
+    default on good input; on bad input in segment 1 the same error, segment 1 unchanged,
+    segment 0 stepped (the caller discards both); list lengths are still checked first,
+    and none and topk keep their full check."""
+    if backend != "numpy":
+        pytest.importorskip("numba")
+    rng = np.random.default_rng(5)
+    g = [rng.standard_normal(n, dtype=f32) for n in (70_000, 9)]
+    s = [x * x for x in g]
+    atomic, stepwise = (
+        Compressor([70_000, 9], "vgc", backend=backend),
+        Compressor([70_000, 9], "vgc", backend=backend),
+    )
+    for _ in range(3):
+        assert atomic.compress(g, s) == stepwise.compress(g, s, atomic=False)
+    for a, b in zip(atomic.states, stepwise.states):
+        assert a.r.tobytes() == b.r.tobytes() and a.v.tobytes() == b.v.tobytes()
+    before = [st.copy() for st in stepwise.states]
+    bad = [g[0], np.array([0.0] * 8 + [np.inf], f32)]
+    with pytest.raises(NonFiniteError) as info:
+        stepwise.compress(bad, s, atomic=False)
+    assert (info.value.segment, info.value.index) == (1, 8)
+    assert stepwise.states[1].r.tobytes() == before[1].r.tobytes()
+    assert stepwise.states[0].r.tobytes() != before[0].r.tobytes()  # stepped: not atomic
+    with pytest.raises(InputError):
+        stepwise.compress(g[:1], s[:1], atomic=False)
+    with pytest.raises(InputError):
+        stepwise.compress(g, None, atomic=False)
+    none = Compressor([2, 2], "none", backend=backend)
+    with pytest.raises(NonFiniteError):
+        none.compress([np.ones(2, f32), np.array([1.0, np.nan], f32)], atomic=False)
+
+
 def test_compressor_methods_produce_their_codecs():
     g = [np.array([1.0, -2.0, 0.001], f32)]
     for method, codec, kw in [

@@ -169,6 +169,55 @@ def test_tiled_products_take_any_layout_and_are_the_registry_path():
         fast.tiled_matmul_tn(a, b[:-1])
 
 
+PRODUCTS = {  # name: (operand shapes from (m, K, n), the reference)
+    "matmul": (lambda m, k, n: ((m, k), (k, n)), ref_portable.matmul),
+    "matmul_tn": (lambda m, k, n: ((k, m), (k, n)), ref_portable.matmul_tn),
+    "matmul_nt": (lambda m, k, n: ((m, k), (n, k)), ref_portable.matmul_nt),
+}
+
+
+@given(
+    name=st.sampled_from(sorted(PRODUCTS)),
+    mkn=st.tuples(lengths(), lengths(), lengths()),
+    tiled_from=st.sampled_from(["measured", "always", "never"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_demos_ordered_products_give_the_reference_bits(name, mkn, tiled_from, seed):
+    """numba_cpu.matmul, matmul_tn and matmul_nt (the products of the demo's ``--products
+    ordered``): the tiled kernel from TILED_FROM multiply-adds on, numba_portable's below;
+    with the measured threshold, and with every call sent down each path, the results are
+    vgc_ref.portable's bits on shapes up to 300 on each axis (ragged tiles included)."""
+    threshold = {"measured": fast.TILED_FROM, "always": 0, "never": 1 << 62}[tiled_from]
+    shapes, want = PRODUCTS[name]
+    rng = np.random.default_rng(seed)
+    a, b = (
+        rng.standard_normal(shape, dtype=F32) * F32(2.0 ** rng.integers(-20, 20)) for shape in shapes(*mkn)
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fast, "TILED_FROM", threshold)
+        got = getattr(fast, name)(a, b)
+    assert_same_bits(got, want(a, b), name)
+
+
+def test_the_demos_ordered_namespace_is_the_tiled_products():
+    """mpi_demo's ``--products ordered`` takes its products from numba_cpu (the tiled
+    path) and its sums, exp and log from numba_portable; a wrong shape is refused as the
+    reference refuses it."""
+    from mpi_demo import model
+    from vgc_ref.backends import numba_portable
+
+    ops = model.products("ordered")
+    assert (ops.matmul, ops.matmul_tn, ops.matmul_nt) == (fast.matmul, fast.matmul_tn, fast.matmul_nt)
+    assert ops.column_sums is numba_portable.column_sums and ops.exp32 is numba_portable.exp32
+    a = np.ones((3, 4), F32)
+    for name, (shapes, _) in PRODUCTS.items():
+        x, y = (np.ones(s, F32) for s in shapes(3, 4, 5))
+        with pytest.raises(InputError):
+            getattr(fast, name)(x, y[:-1] if name != "matmul_nt" else y[:, :-1])
+    with pytest.raises(InputError):
+        fast.matmul(a.astype(np.float64), a.T)
+
+
 @st.composite
 def conv_layers(draw):
     """patches float32[B, P, K] and delta float32[B, P, out]; B*P up to 300 rows."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import pickle
 import socket
@@ -170,18 +171,18 @@ def inject(fault: str | None, model: nn.Module, state: vt.VGCHookState):
 
         variance_module.linear_var = broken
         undo.append(lambda: setattr(variance_module, "linear_var", original_var))
-    elif fault == "encode":
-        original_encode = hook_module.encode_message
+    elif fault == "encode":  # the hook encodes with its backend's encode_message
+        original_backend = state.backend
         calls = []
 
         def encode(packets):
             calls.append(1)
             if len(calls) == 2:
                 raise ValueError("injected: encode failed")
-            return original_encode(packets)
+            return original_backend.encode_message(packets)
 
-        hook_module.encode_message = encode
-        undo.append(lambda: setattr(hook_module, "encode_message", original_encode))
+        state.backend = dataclasses.replace(original_backend, encode_message=encode)
+        undo.append(lambda: setattr(state, "backend", original_backend))
     elif fault == "decode":
         original_aggregate = hook_module.aggregate_gathered
         calls = []

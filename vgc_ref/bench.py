@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m vgc_ref.bench [--quick] [--json PATH] [--n LOG2N] [--backends a,b] [--ordered]
+    python -m vgc_ref.bench [--quick] [--json PATH] [--n LOG2N] [--backends a,b] [--ordered | --step]
 
 Arguments are checked before anything is timed (exit status 2 and one line naming the
 argument): LOG2N in 10 .. 27 (2^27 is the largest segment of the format) and small
@@ -137,10 +137,16 @@ def _loaded(names: list[str]) -> dict[str, registry.Backend]:
 
 
 def run(
-    n: int, repeats: int, backends: dict[str, registry.Backend], quick: bool, ordered_only: bool = False
+    n: int,
+    repeats: int,
+    backends: dict[str, registry.Backend],
+    quick: bool,
+    ordered_only: bool = False,
+    step_only: bool = False,
 ) -> list[dict]:
     """Every row of the table; ``ordered_only``: the copy yardstick and the ordered-products
-    rows only (``--ordered``)."""
+    rows only (``--ordered``); ``step_only``: the copy yardstick and numba-cpu's step
+    against the fused yardstick only (``--step``)."""
     rows: list[dict] = []
     rng = np.random.default_rng(0)
 
@@ -157,6 +163,9 @@ def run(
 
     if ordered_only:
         _ordered_products(add, backends, repeats, quick, rng)
+        return rows
+    if step_only:
+        _step_vs_yardstick(add, n, repeats, rng)
         return rows
 
     params = VGCParams()
@@ -175,6 +184,9 @@ def run(
             reset()
             sent = backend.vgc_step(state, g, s, params).count / n
             add(f"vgc_step {fraction:.1%}", name, sec, 24 * n, f"vgc_step {fraction:.1%}", sent=sent)
+
+    if "numba-cpu" in backends:
+        _step_vs_yardstick(add, n, repeats, rng)
 
     # Messages of P = 4 workers at 1 %, and their encoding.
     messages = []
@@ -362,6 +374,109 @@ def _one_thread():
     return limits()
 
 
+_FUSED = None
+
+
+def fused_yardstick():
+    """The one-pass fused yardstick: the least a VGC step over 4 float32 arrays can cost.
+
+    One pass reads g, s, r and v and writes r and v (24 bytes per element), with a
+    criterion: ``r' = r + g``, ``v' = v + s``; where ``r'^2 > alpha v'`` both become 0,
+    elsewhere r = r' and v = zeta v'; it returns the count per chunk. It checks nothing,
+    finds no exponent and writes no words, and its loop vectorizes, so it runs at the
+    machine's memory bandwidth; the real step's time over it is what its checks, its
+    second read and its words cost. Compiled on first use (cached on disk).
+    """
+    global _FUSED
+    if _FUSED is None:
+        from numba import njit, prange
+
+        zero = np.float32(0)
+
+        @njit(cache=True, fastmath=False, nogil=True)
+        def chunk_pass(g, s, r, v, alpha, zeta):
+            sent = np.int32(0)
+            for i in range(g.shape[0]):
+                ri = r[i] + g[i]
+                vi = v[i] + s[i]
+                send = ri * ri > alpha * vi
+                r[i] = zero if send else ri
+                v[i] = zero if send else zeta * vi
+                sent += np.int32(send)
+            return sent
+
+        @njit(parallel=True, cache=True, fastmath=False, nogil=True)
+        def fused(g, s, r, v, alpha, zeta, chunk, counts):
+            n = g.shape[0]
+            for c in prange(counts.shape[0]):
+                lo = c * chunk
+                hi = min(lo + chunk, n)
+                counts[c] = chunk_pass(g[lo:hi], s[lo:hi], r[lo:hi], v[lo:hi], alpha, zeta)
+
+        _FUSED = fused
+    return _FUSED
+
+
+def _step_vs_yardstick(add, n: int, repeats: int, rng) -> None:
+    """numba-cpu's vgc_step (1 % sent) against the fused yardstick, with 1 thread and with
+    the machine's threads, interleaved: each round times the yardstick, then the step,
+    from the same fresh state. Rows give best and median; the step's rows give both as a
+    ratio to the yardstick's in the same thread count, and the many-thread step's time
+    over the 1-thread step's (issue: never slower with more threads)."""
+    import numba
+
+    from vgc_ref.backends import numba_cpu
+
+    fused = fused_yardstick()
+    params = VGCParams()
+    g, s = step_inputs(n, 0.01, rng)
+    state = SegmentState.zeros(n)
+    counts = np.empty(-(-n // numba_cpu.CHUNK), np.int32)
+    alpha, zeta = params.alpha32, params.zeta32
+    runs = {
+        "yardstick": lambda: fused(g, s, state.r, state.v, alpha, zeta, numba_cpu.CHUNK, counts),
+        "step": lambda: numba_cpu.vgc_step(state, g, s, params),
+    }
+
+    def timed(fn) -> float:
+        state.r.fill(0)
+        state.v.fill(0)
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    saved = numba.get_num_threads()
+    step_median = {}
+    try:
+        for threads in sorted({1, saved}):
+            numba.set_num_threads(threads)
+            for fn in runs.values():  # compile, and warm the pages
+                timed(fn)
+            times: dict[str, list[float]] = {name: [] for name in runs}
+            for _ in range(2 * repeats + 1):
+                for name, fn in runs.items():
+                    times[name].append(timed(fn))
+            yard_best, yard_median = min(times["yardstick"]), float(np.median(times["yardstick"]))
+            add(f"fused yardstick, {threads} thread(s)", "numba", yard_best, 24 * n, None, median=yard_median)
+            step_median[threads] = float(np.median(times["step"]))
+            extra = {}
+            if threads > 1:
+                extra["vs_one_thread"] = step_median[threads] / step_median[1]
+            add(
+                f"vgc_step 1%, {threads} thread(s)",
+                "numba-cpu",
+                min(times["step"]),
+                24 * n,
+                None,
+                median=step_median[threads],
+                vs_fused=min(times["step"]) / yard_best,
+                vs_fused_median=step_median[threads] / yard_median,
+                **extra,
+            )
+    finally:
+        numba.set_num_threads(saved)
+
+
 def _ordered_products(add, backends, repeats: int, quick: bool, rng) -> None:
     """dense_grad_var alone: the fixed order (docs/algorithm.md section 2) against BLAS.
 
@@ -370,9 +485,10 @@ def _ordered_products(add, backends, repeats: int, quick: bool, rng) -> None:
     it), and the default demo's three layers on one of 4 ranks (B = 16; 32 -> 128 -> 64
     -> 8). Rows: ``numpy-blas`` (dense_grad_var_blas), each CPU backend's dense_grad_var
     (bit-exact; numba-cpu's is the register-tiled kernel), ``numba-rows`` (the row-streamed
-    kernel of numba_portable, which the demo's "ordered" products use; with numba-cpu
-    only), and the numpy reference in the fixed order (on the large layer once, and
-    only without --quick, with the machine's threads). Each result is checked against the
+    kernel of numba_portable, which the demo's "ordered" products use below
+    numba_cpu.TILED_FROM multiply-adds; with numba-cpu only), and the numpy reference in
+    the fixed order (on the large layer once, and only without --quick, with the
+    machine's threads). Each result is checked against the
     reference's bits before it is timed. Every row has its best and its median over the
     interleaved rounds, and both as a ratio to BLAS's best and median in the same run.
     """
@@ -473,6 +589,10 @@ def print_table(rows: list[dict], info: dict, n: int) -> None:
                 f"{r['vs_blas']:.2f}x the BLAS time (median {r['vs_blas_median']:.2f}x)"
                 + (" (fixed order)" if r["backend"] != "numpy-blas" else "")
             )
+        if "vs_fused" in r:
+            notes.append(f"{r['vs_fused']:.2f}x the fused yardstick (median {r['vs_fused_median']:.2f}x)")
+        if "vs_one_thread" in r:
+            notes.append(f"median {r['vs_one_thread']:.2f}x the 1-thread step")
         if "note" in r:
             notes.append(r["note"])
         ms = f"{1e3 * r['seconds']:9.2f}"
@@ -489,6 +609,8 @@ def check_args(args: argparse.Namespace, prog: str) -> list[str]:
             prog,
             f"--n {args.n}: needs about {need / 2**30:.1f} GiB of memory; {have / 2**30:.1f} GiB available",
         )
+    if args.ordered and args.step:
+        usage_error(prog, "--ordered and --step: choose one (each runs only its own rows)")
     names = [name.strip() for name in args.backends.split(",") if name.strip()]
     unknown = [name for name in names if name not in registry.backend_names()]
     if not names or unknown:
@@ -525,6 +647,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the ordered-products rows (dense_grad_var in the fixed order against BLAS)",
     )
+    parser.add_argument(
+        "--step",
+        action="store_true",
+        help="only numba-cpu's vgc_step against the one-pass fused yardstick, 1 thread and all",
+    )
     args = parser.parse_args(argv)
     names = check_args(args, parser.prog)
     if args.small_segments:
@@ -542,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     if "numpy" not in backends:
         backends = {"numpy": registry.get_backend("numpy"), **backends}
     info = machine()
-    rows = run(n, repeats, backends, args.quick, args.ordered)
+    rows = run(n, repeats, backends, args.quick, args.ordered, args.step)
     _finish(rows)
     info["wall_seconds"] = round(time.perf_counter() - start, 1)
     print_table(rows, info, n)

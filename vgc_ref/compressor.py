@@ -147,8 +147,8 @@ class Compressor:
         """Whether :meth:`compress` needs the variance terms (vgc, hybrid)."""
         return self.method in ("vgc", "hybrid")
 
-    def _check_all(self, grads: Sequence[np.ndarray], variances: Sequence[np.ndarray] | None) -> None:
-        """Validate every segment's inputs (including overflow) before any state changes."""
+    def _check_lists(self, grads: Sequence[np.ndarray], variances: Sequence[np.ndarray] | None) -> None:
+        """One g per segment, and one s per segment where the method needs s."""
         if len(grads) != len(self.states):
             raise InputError(
                 "grads", f"{len(grads)} arrays", f"must hold one per segment ({len(self.states)})"
@@ -157,6 +157,10 @@ class Compressor:
             if variances is None or len(variances) != len(self.states):
                 got = "None" if variances is None else f"{len(variances)} arrays"
                 raise InputError("variances", got, f"method {self.method!r} needs one per segment")
+
+    def _check_all(self, grads: Sequence[np.ndarray], variances: Sequence[np.ndarray] | None) -> None:
+        """Validate every segment's inputs (including overflow) before any state changes."""
+        self._check_lists(grads, variances)
         for j, st in enumerate(self.states):
             if self.method == "none":
                 check_vector("g", grads[j], st.n)
@@ -167,16 +171,30 @@ class Compressor:
                 self.backend.check_step(st, grads[j], variances[j] if self.uses_variance else None)
 
     def compress(
-        self, grads: Sequence[np.ndarray], variances: Sequence[np.ndarray] | None = None
+        self,
+        grads: Sequence[np.ndarray],
+        variances: Sequence[np.ndarray] | None = None,
+        *,
+        atomic: bool = True,
     ) -> list[Packet]:
         """One step: update every segment's state and return the packets, in segment order.
+
+        ``atomic`` (the default): every segment's inputs are validated first, so an error
+        changes no segment. ``atomic=False`` skips that first pass for vgc, hybrid and
+        strom: the segments are stepped in turn, each step validating its own inputs and
+        leaving its own segment unchanged on error, but the segments before it keep their
+        step. It is for callers that step scratch copies of the states and discard them
+        all on error, as the DDP hook does (one read of g, s, r and v fewer per step).
 
         With the numba-cuda backend, g and s may be device arrays (anything with
         ``__cuda_array_interface__``); none and topk copy them to the host first.
         """
         if self.backend.name == "numba-cuda" and self.method in ("none", "topk"):
             grads = [_on_host(g) for g in grads]
-        self._check_all(grads, variances)
+        if atomic or self.method in ("none", "topk"):
+            self._check_all(grads, variances)
+        else:
+            self._check_lists(grads, variances)
         if self.method == "none":
             return [dense_packet(st.segment_id, g) for st, g in zip(self.states, grads)]
         if self.method == "topk":

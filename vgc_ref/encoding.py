@@ -267,7 +267,13 @@ def encode_message(packets: Sequence[Packet]) -> bytes:
                 f"duplicate segment id (packets[{seen[segment_id]}] has it too)",
             )
         seen[segment_id] = position
+    return assemble_message(packets)
 
+
+def assemble_message(packets: list[Packet]) -> bytes:
+    """The bytes of the message holding ``packets``, which :func:`encode_message` has
+    checked (or a backend's twin checked by the same rules): header, each segment's
+    header and words, CRC-32. Nothing is validated here."""
     parts = [HEADER.pack(MAGIC, VERSION, 0, len(packets))]
     for packet in packets:
         parts.append(

@@ -10,6 +10,8 @@ Operations (all update state in place only when they do not raise):
 * ``strom_step(state, g, params) -> Packet`` -- section 4
 * ``check_step(state, g, s) -> None`` -- the validation of a step (s None for Strom),
   without changing anything; used to validate every segment before any is stepped
+* ``encode_message(packets) -> bytes`` -- docs/format.md (the same bytes and errors as
+  :func:`vgc_ref.encoding.encode_message`)
 * ``decode_accumulate(messages, sizes, out=None) -> list[ndarray]`` -- section 7
 * ``dense_grad_var(x, delta) -> (g_W, s_W, g_b, s_b)`` -- section 2
 * ``conv_grad_var(patches, delta, form) -> (g_W, s_W, g_b, s_b)`` -- section 2.1
@@ -39,6 +41,7 @@ class Backend:
     vgc_step: Callable
     strom_step: Callable
     check_step: Callable
+    encode_message: Callable
     decode_accumulate: Callable
     dense_grad_var: Callable
     conv_grad_var: Callable

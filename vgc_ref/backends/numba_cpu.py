@@ -64,9 +64,9 @@ from numba.core.compiler_lock import global_compiler_lock
 from numba.core.extending import intrinsic
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from vgc_ref import quantize
+from vgc_ref import encoding, quantize
 from vgc_ref.aggregate import check_messages, rank_ordered_segments
-from vgc_ref.backends import Backend, numba_conv
+from vgc_ref.backends import Backend, numba_conv, numba_portable
 from vgc_ref.backends.numba_portable import column_sums
 from vgc_ref.criterion import check_finite, missing_variance
 from vgc_ref.encoding import decode_message
@@ -88,6 +88,10 @@ CHUNK = 1 << 16
 #: Segments of at most this many elements run on the calling thread, without a parallel
 #: region (module docstring). Measured: docs/performance.md, "Small segments".
 SERIAL_MAX = CHUNK
+#: The gather of a VGC step's words runs on the calling thread up to this many words
+#: (16 MiB): with 2 threads under load, waking the pool for the ~1 % of words took
+#: 15-26 ms against 0.2 ms of copying (docs/performance.md, "The VGC step").
+GATHER_SERIAL_MAX = 1 << 22
 #: Error checks in the reference's order (criterion.accumulate); columns of ``bad``.
 G_NONFINITE, S_NONFINITE, S_NEGATIVE, RG_OVERFLOW, VS_OVERFLOW = range(5)
 N_CHECKS = 5
@@ -773,7 +777,10 @@ def vgc_step(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParam
     _launch(_vgc_write, state.n, g, s, r, v, alpha, zeta, threshold, feedback, E, CHUNK, counts, scratch)
     offset, total = _exclusive_sum(counts)
     words = np.empty(total, np.uint32)
-    _launch(_gather_words, state.n, scratch, CHUNK, counts, offset, words)
+    # The gather moves the words only (about 1 % of n): on the calling thread below
+    # GATHER_SERIAL_MAX, where waking the pool under load cost more than the pass.
+    size = 0 if total <= GATHER_SERIAL_MAX else state.n  # 0: the serial twin
+    _launch(_gather_words, size, scratch, CHUNK, counts, offset, words)
     _write_back(state, r, v)
     return Packet(state.segment_id, state.n, Codec.VGC_Q4, E, words)
 
@@ -803,6 +810,38 @@ def strom_step(state: SegmentState, g: np.ndarray, params: StromParams) -> Packe
         state.r[...] = r
     tau_bits = int(params.tau32.view(np.uint32))
     return Packet(state.segment_id, state.n, Codec.STROM, tau_bits, words)
+
+
+U32_MAX = (1 << 32) - 1
+
+
+def _fields_ok(packet: Packet) -> bool:
+    """segment_id, n and param integers in u32 range, n <= 2^27, words 1-D, a known codec."""
+    fields = (packet.segment_id, packet.n, packet.param)
+    if not all(
+        type(x) is int and 0 <= x <= U32_MAX for x in fields
+    ):  # exactly int: bool and numpy integers take the reference path
+        return False
+    return packet.words.ndim == 1 and packet.n <= MAX_SEGMENT_LEN and int(packet.codec) in (0, 1, 2)
+
+
+def encode_message(packets: Sequence[Packet]) -> bytes:
+    """The message holding ``packets``; twin of :func:`vgc_ref.encoding.encode_message`.
+
+    The content rules are checked by the decoder's kernel (_payload_ok, one pass over
+    each packet's words) and the bytes assembled by :func:`vgc_ref.encoding.assemble_message`.
+    Anything the fast check does not pass (a bad packet, a duplicate id, fields that are
+    not plain ints, not a list or tuple) goes to the reference encoder, which raises its
+    error or, for an unusual but valid input, encodes it: the same bytes and the same
+    errors either way.
+    """
+    if isinstance(packets, (list, tuple)) and all(type(p) is Packet for p in packets):
+        ids = {p.segment_id for p in packets}
+        if len(ids) == len(packets) and all(
+            _fields_ok(p) and _payload_ok(p.words, int(p.codec), p.n, p.param) for p in packets
+        ):
+            return encoding.assemble_message(list(packets))
+    return encoding.encode_message(packets)
 
 
 def _fast_decode(message) -> list[Packet] | None:
@@ -1110,6 +1149,39 @@ def tiled_squared_products(a: np.ndarray, b: np.ndarray, seg: int) -> np.ndarray
     return out[0]
 
 
+#: From this many multiply-adds on, :func:`matmul`, :func:`matmul_tn` and :func:`matmul_nt`
+#: use the tiled kernel; below, packing costs more than the tiles save and the row-streamed
+#: kernels of numba_portable run (the same bits either way). Measured crossover: about
+#: 2^18 with 1 thread (docs/performance.md, "The demo's ordered products").
+TILED_FROM = 1 << 18
+
+
+def matmul_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A^T B in the fixed order; twin of :func:`vgc_ref.portable.matmul_tn` (a: [K, m], b: [K, n]).
+
+    The tiled kernel from TILED_FROM multiply-adds on, numba_portable's below.
+    """
+    check_product(a, b, 0, 0)
+    if a.shape[0] * a.shape[1] * b.shape[1] < TILED_FROM:
+        return numba_portable.matmul_tn(a, b)
+    return tiled_matmul_tn(a, b)
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A B in the fixed order over k; twin of :func:`vgc_ref.portable.matmul` (a: [m, K], b: [K, n]).
+
+    ``A B = (A^T)^T B``: the same sums, so :func:`matmul_tn` of the transposed view.
+    """
+    check_product(a, b, 1, 0)
+    return matmul_tn(a.T, b)
+
+
+def matmul_nt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A B^T in the fixed order over k; twin of :func:`vgc_ref.portable.matmul_nt` (a: [m, K], b: [n, K])."""
+    check_product(a, b, 1, 1)
+    return matmul_tn(a.T, b.T)
+
+
 def dense_grad_var(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """g_W, s_W, g_b, s_b of a dense layer; twin of :func:`vgc_ref.variance.dense_grad_var`.
 
@@ -1131,6 +1203,7 @@ BACKEND = Backend(
     vgc_step=vgc_step,
     strom_step=strom_step,
     check_step=check_step,
+    encode_message=encode_message,
     decode_accumulate=decode_accumulate,
     dense_grad_var=dense_grad_var,
     conv_grad_var=numba_conv.conv_grad_var,

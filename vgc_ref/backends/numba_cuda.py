@@ -57,6 +57,7 @@ from vgc_ref.backends.numba_cpu import (
     decode_messages,
 )
 from vgc_ref.criterion import missing_variance
+from vgc_ref.encoding import encode_message
 from vgc_ref.errors import InputError, NonFiniteError
 from vgc_ref.packet import MAX_SEGMENT_LEN, Codec, Packet
 from vgc_ref.params import StromParams, VGCParams
@@ -513,6 +514,7 @@ BACKEND = Backend(
     vgc_step=vgc_step,
     strom_step=strom_step,
     check_step=check_step,
+    encode_message=encode_message,  # the packets' words are host arrays
     decode_accumulate=decode_accumulate,
     dense_grad_var=dense_grad_var,
     conv_grad_var=numba_conv.conv_grad_var,

@@ -3,6 +3,7 @@
 from vgc_ref.aggregate import decode_accumulate
 from vgc_ref.backends import Backend
 from vgc_ref.criterion import accumulate, strom_step, vgc_step
+from vgc_ref.encoding import encode_message
 from vgc_ref.variance import conv_grad_var, dense_grad_var
 
 
@@ -16,6 +17,7 @@ BACKEND = Backend(
     vgc_step=vgc_step,
     strom_step=strom_step,
     check_step=check_step,
+    encode_message=encode_message,
     decode_accumulate=decode_accumulate,
     dense_grad_var=dense_grad_var,
     conv_grad_var=conv_grad_var,

@@ -43,13 +43,13 @@ forward and backward start cleanly (docs/torch.md, "A failed step").
 import contextlib
 import os
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from vgc_ref.backends import ENV_VAR, Backend, get_backend
 from vgc_ref.compressor import METHODS, Compressor
 from vgc_ref.criterion import dense_packet
-from vgc_ref.encoding import encode_message
 from vgc_ref.errors import InputError
 from vgc_ref.state import SegmentState, segment_bounds
 from vgc_ref.torch import device as dev
@@ -133,25 +133,35 @@ class _ParamState:
         self.name = name
         self.bounds = segment_bounds(numel)  # [(start, stop)] pieces of the flat parameter
         self.states = [SegmentState.zeros(stop - start) for start, stop in self.bounds]
+        #: Host spares: the scratch pieces of the next step, allocated once (step 3).
+        self.spares: list[SegmentState] | None = None
         self.device: dev.DeviceParamState | None = None
 
     def scratch(self, device: torch.device | None) -> list:
         """Pieces a step may change without changing the committed state (step 3).
 
         With a ``device``, the device spares (the device state is made from the host
-        pieces at the first call: one upload); else host copies.
+        pieces at the first call: one upload); else the host spares, overwritten with
+        the committed r and v. The spares are allocated once and swapped with the
+        committed pieces at commit: a fresh copy per step cost a page fault per page and
+        a re-validation of values already valid (docs/performance.md).
         """
-        if device is None:
-            return [st.copy() for st in self.states]
-        if self.device is None:
-            self.device = dev.DeviceParamState(self.states, device)
-        return self.device.scratch()
+        if device is not None:
+            if self.device is None:
+                self.device = dev.DeviceParamState(self.states, device)
+            return self.device.scratch()
+        if self.spares is None:
+            self.spares = [SegmentState.zeros(st.n) for st in self.states]
+        for spare, st in zip(self.spares, self.states):
+            np.copyto(spare.r, st.r)
+            np.copyto(spare.v, st.v)
+        return self.spares
 
     def commit(self, stepped: list) -> None:
         if self.device is not None:
             self.device.commit(stepped)
-        else:
-            self.states = stepped
+        elif stepped is not self.states:
+            self.states, self.spares = stepped, self.states
 
     def host_states(self) -> list[SegmentState]:
         """The committed pieces on the host (copies from the device on the device path)."""
@@ -398,13 +408,13 @@ class VGCHookState:
             comp.states = [st for st, d in zip(scratch, dense) if not d]
             g_c = [g for g, d in zip(g_list, dense) if not d]
             s_c = [s for s, d in zip(s_list, dense) if not d] if self.tracker is not None else None
-            compressed = iter(comp.compress(g_c, s_c))
+            compressed = iter(comp.compress(g_c, s_c, atomic=False))  # scratch: all or nothing above
             if on_device:
                 dev.to_torch(device)  # Numba has read g and s before DDP reuses the bucket
         packets = [
             dense_packet(j, g) if d else next(compressed) for j, (g, d) in enumerate(zip(g_list, dense))
         ]
-        message = encode_message(packets)  # on the host (the packets' words are host arrays)
+        message = backend.encode_message(packets)  # on the host (the packets' words are host arrays)
         sizes = [st.n for st in scratch]
         aside.counts.update(
             message_bytes=len(message),
@@ -632,8 +642,6 @@ class VGCHookState:
 
 
 def _concat(arrays):
-    import numpy as np
-
     return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
 
 
