@@ -293,6 +293,101 @@ def test_segments_spanning_many_chunks_match_the_reference(backend):
 
 
 # --------------------------------------------------------------------------------------
+# vgc_step_scratch: vgc_step's results and errors; the state is unspecified after an error
+# --------------------------------------------------------------------------------------
+
+
+def _scratch_matches_vgc_step(backend, r, v, g, s, params, segment_id=3):
+    """The scratch step on one copy and the reference's vgc_step on another: the same
+    packet, r and v, or the same error (class, name, segment, index and message)."""
+    ref_state, state = _states(r, v, segment_id)
+    try:
+        want = REFERENCE.vgc_step(ref_state, g, s, params)
+    except NonFiniteError as err:
+        with pytest.raises(NonFiniteError) as got:
+            backend.vgc_step_scratch(state, g, s, params)
+        assert _error_facts(got.value) == _error_facts(err) and str(got.value) == str(err)
+        return
+    assert_same_packet(backend.vgc_step_scratch(state, g, s, params), want)
+    assert_same_state(state, ref_state)
+
+
+def test_vgc_step_scratch_gives_vgc_steps_results_and_errors(backend):
+    """Good cases (edge values included) and cases with bad values planted: the results
+    or the error of the reference's vgc_step."""
+    check_examples(
+        backend, vgc_cases(_max_n(backend)), lambda case: _scratch_matches_vgc_step(backend, *case)
+    )
+    check_examples(
+        backend, bad_cases(_max_n(backend)), lambda case: _scratch_matches_vgc_step(backend, *case)
+    )
+
+
+@st.composite
+def chunked_cases(draw):
+    """2 to 4 chunks of numba-cpu's one pass (2^16 elements) and a ragged end; each chunk's
+    values at a scale of its own (2^-40 .. 2^40), so that the chunks' own largest
+    exponents differ and what a chunk sends by its own threshold is often taken back;
+    maybe bad values in a later chunk (after earlier chunks were written)."""
+    from vgc_ref.backends.numba_cpu import CHUNK
+
+    chunks = draw(st.integers(2, 4), label="chunks")
+    n = chunks * CHUNK + draw(st.sampled_from([0, 1, 77, 2047, 2049]), label="ragged end")
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
+    scale = np.repeat(2.0 ** rng.integers(-40, 41, chunks + 1), CHUNK)[:n]
+    g = (rng.standard_normal(n) * scale).astype(np.float32)
+    s = (g.astype(np.float64) ** 2 * rng.uniform(0.0, 1.5, n)).astype(np.float32)
+    r = (rng.standard_normal(n) * scale * draw(st.sampled_from([0.0, 1.0]), label="r")).astype(np.float32)
+    v = (r.astype(np.float64) ** 2 * rng.uniform(0.0, 1.0, n)).astype(np.float32)
+    for _ in range(draw(st.integers(0, 2), label="bad values")):
+        i = draw(st.integers(CHUNK, n - 1), label="bad index")
+        kind = draw(st.sampled_from(BAD_KINDS), label="bad kind")
+        if kind.startswith("g"):
+            g[i] = np.nan
+        elif kind.startswith("s"):
+            s[i] = -1.0
+        elif kind.startswith("r"):
+            r[i], g[i] = F32_MAX, F32_MAX
+        else:
+            v[i], s[i] = F32_MAX, F32_MAX
+    alpha, tau = draw(st.sampled_from([(1.0, 0.0), (2.0, 0.0), (1.0, 2.0**-30)]), label="alpha, tau")
+    residual = draw(st.sampled_from(["feedback", "reset"]), label="residual")
+    return r, v, g, s, VGCParams(alpha=alpha, tau=tau, residual=residual)
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=chunked_cases())
+def test_numba_scratch_step_over_chunks_of_their_own_scale(case):
+    """numba-cpu's one-pass step over several chunks whose own thresholds differ from the
+    segment's (the parallel path and the serial one): vgc_step's results or error."""
+    numba_cpu = pytest.importorskip("vgc_ref.backends.numba_cpu")
+    backend = registry.get_backend("numba-cpu")
+    _scratch_matches_vgc_step(backend, *case)
+    saved = numba_cpu.SERIAL_MAX
+    numba_cpu.SERIAL_MAX = 1 << 30
+    try:
+        _scratch_matches_vgc_step(backend, *case)
+    finally:
+        numba_cpu.SERIAL_MAX = saved
+
+
+def test_numba_scratch_step_reports_from_values_not_yet_written():
+    """A chunk stops writing at its first bad sub-block and looks for the first bad index
+    of each check from there: the part it already wrote holds r + g, and looking there
+    again would add g twice. Here r = g = 1.5e38 early in a chunk (r + g = 3e38 is
+    fine, 3e38 + g overflows) and v + s overflows later: the error must be the reference's
+    v + s overflow, not an r + g overflow at the early index."""
+    pytest.importorskip("vgc_ref.backends.numba_cpu")
+    from vgc_ref.backends.numba_cpu import CHUNK
+
+    n = 2 * CHUNK
+    r, v, g, s = (np.zeros(n, np.float32) for _ in range(4))
+    r[CHUNK + 10] = g[CHUNK + 10] = np.float32(1.5e38)
+    v[CHUNK + 5000] = s[CHUNK + 5000] = F32_MAX
+    _scratch_matches_vgc_step(registry.get_backend("numba-cpu"), r, v, g, s, VGCParams())
+
+
+# --------------------------------------------------------------------------------------
 # Decode and accumulate
 # --------------------------------------------------------------------------------------
 

@@ -133,18 +133,18 @@ def test_compressor_validates_every_segment_before_any_state_changes():
 
 @pytest.mark.parametrize("backend", ["numpy", "numba-cpu"])
 def test_compressor_atomic_false_steps_in_turn_with_the_same_results(backend):
-    """atomic=False (the DDP hook, on scratch states): the same packets and states as the
-    default on good input; on bad input in segment 1 the same error, segment 1 unchanged,
-    segment 0 stepped (the caller discards both); list lengths are still checked first,
-    and none and topk keep their full check."""
+    """atomic=False (the DDP hook, on scratch states; backend.vgc_step_scratch): the same
+    packets and states as the default on good input, over several chunks; on bad input in
+    segment 1 the same error, with segment 0 stepped (the caller throws both away); list
+    lengths are still checked first, and none and topk keep their full check."""
     if backend != "numpy":
         pytest.importorskip("numba")
     rng = np.random.default_rng(5)
-    g = [rng.standard_normal(n, dtype=f32) for n in (70_000, 9)]
+    g = [rng.standard_normal(n, dtype=f32) for n in (200_000, 9)]
     s = [x * x for x in g]
     atomic, stepwise = (
-        Compressor([70_000, 9], "vgc", backend=backend),
-        Compressor([70_000, 9], "vgc", backend=backend),
+        Compressor([200_000, 9], "vgc", backend=backend),
+        Compressor([200_000, 9], "vgc", backend=backend),
     )
     for _ in range(3):
         assert atomic.compress(g, s) == stepwise.compress(g, s, atomic=False)
@@ -155,7 +155,6 @@ def test_compressor_atomic_false_steps_in_turn_with_the_same_results(backend):
     with pytest.raises(NonFiniteError) as info:
         stepwise.compress(bad, s, atomic=False)
     assert (info.value.segment, info.value.index) == (1, 8)
-    assert stepwise.states[1].r.tobytes() == before[1].r.tobytes()
     assert stepwise.states[0].r.tobytes() != before[0].r.tobytes()  # stepped: not atomic
     with pytest.raises(InputError):
         stepwise.compress(g[:1], s[:1], atomic=False)

@@ -19,7 +19,7 @@ The method in three parts, one module each:
 from vgc_ref._version import __version__ as __version__
 from vgc_ref.aggregate import aggregate_packets, decode_accumulate
 from vgc_ref.compressor import METHODS, Compressor
-from vgc_ref.criterion import dense_packet, strom_step, topk_step, vgc_step
+from vgc_ref.criterion import dense_packet, strom_step, topk_step, vgc_step, vgc_step_scratch
 from vgc_ref.encoding import decode_message, encode_message, message_length, validate_packet
 from vgc_ref.errors import (
     AccumulatorOverflowError,
@@ -82,4 +82,5 @@ __all__ = [
     "topk_step",
     "validate_packet",
     "vgc_step",
+    "vgc_step_scratch",
 ]

@@ -418,11 +418,11 @@ def fused_yardstick():
 
 
 def _step_vs_yardstick(add, n: int, repeats: int, rng) -> None:
-    """numba-cpu's vgc_step (1 % sent) against the fused yardstick, with 1 thread and with
-    the machine's threads, interleaved: each round times the yardstick, then the step,
-    from the same fresh state. Rows give best and median; the step's rows give both as a
-    ratio to the yardstick's in the same thread count, and the many-thread step's time
-    over the 1-thread step's (issue: never slower with more threads)."""
+    """numba-cpu's vgc_step and vgc_step_scratch (1 % sent) against the fused yardstick,
+    with 1 thread and with the machine's threads, interleaved: each round times the
+    yardstick, then each step, from the same fresh state. Rows give best and median; the
+    steps' rows give both as a ratio to the yardstick's with the same threads, and the
+    many-thread step's median over the 1-thread one's (never slower with more threads)."""
     import numba
 
     from vgc_ref.backends import numba_cpu
@@ -436,6 +436,7 @@ def _step_vs_yardstick(add, n: int, repeats: int, rng) -> None:
     runs = {
         "yardstick": lambda: fused(g, s, state.r, state.v, alpha, zeta, numba_cpu.CHUNK, counts),
         "step": lambda: numba_cpu.vgc_step(state, g, s, params),
+        "scratch": lambda: numba_cpu.vgc_step_scratch(state, g, s, params),
     }
 
     def timed(fn) -> float:
@@ -458,21 +459,23 @@ def _step_vs_yardstick(add, n: int, repeats: int, rng) -> None:
                     times[name].append(timed(fn))
             yard_best, yard_median = min(times["yardstick"]), float(np.median(times["yardstick"]))
             add(f"fused yardstick, {threads} thread(s)", "numba", yard_best, 24 * n, None, median=yard_median)
-            step_median[threads] = float(np.median(times["step"]))
-            extra = {}
-            if threads > 1:
-                extra["vs_one_thread"] = step_median[threads] / step_median[1]
-            add(
-                f"vgc_step 1%, {threads} thread(s)",
-                "numba-cpu",
-                min(times["step"]),
-                24 * n,
-                None,
-                median=step_median[threads],
-                vs_fused=min(times["step"]) / yard_best,
-                vs_fused_median=step_median[threads] / yard_median,
-                **extra,
-            )
+            for name, label in (("step", "vgc_step"), ("scratch", "vgc_step_scratch")):
+                median = float(np.median(times[name]))
+                step_median[name, threads] = median
+                extra = {}
+                if threads > 1:
+                    extra["vs_one_thread"] = median / step_median[name, 1]
+                add(
+                    f"{label} 1%, {threads} thread(s)",
+                    "numba-cpu",
+                    min(times[name]),
+                    24 * n,
+                    None,
+                    median=median,
+                    vs_fused=min(times[name]) / yard_best,
+                    vs_fused_median=median / yard_median,
+                    **extra,
+                )
     finally:
         numba.set_num_threads(saved)
 
@@ -650,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--step",
         action="store_true",
-        help="only numba-cpu's vgc_step against the one-pass fused yardstick, 1 thread and all",
+        help="only numba-cpu's vgc_step and vgc_step_scratch against the one-pass fused yardstick",
     )
     args = parser.parse_args(argv)
     names = check_args(args, parser.prog)

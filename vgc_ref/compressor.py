@@ -180,11 +180,13 @@ class Compressor:
         """One step: update every segment's state and return the packets, in segment order.
 
         ``atomic`` (the default): every segment's inputs are validated first, so an error
-        changes no segment. ``atomic=False`` skips that first pass for vgc, hybrid and
-        strom: the segments are stepped in turn, each step validating its own inputs and
-        leaving its own segment unchanged on error, but the segments before it keep their
-        step. It is for callers that step scratch copies of the states and discard them
-        all on error, as the DDP hook does (one read of g, s, r and v fewer per step).
+        changes no segment. ``atomic=False`` is for callers that step scratch copies of
+        the states and throw them all away on error, as the DDP hook does: no first
+        pass over every segment, and vgc and hybrid segments are stepped with the
+        backend's ``vgc_step_scratch`` (numba-cpu: one pass over g, s, r and v). The
+        results are the same; on error the same error is raised, but the states are
+        unspecified: the segments before keep their step, and the failing one may be
+        partly stepped.
 
         With the numba-cuda backend, g and s may be device arrays (anything with
         ``__cuda_array_interface__``); none and topk copy them to the host first.
@@ -202,7 +204,7 @@ class Compressor:
         if self.method == "strom":
             step = self.backend.strom_step
             return [step(st, g, self.params) for st, g in zip(self.states, grads)]
-        step = self.backend.vgc_step
+        step = self.backend.vgc_step if atomic else self.backend.vgc_step_scratch
         return [step(st, g, s, self.params) for st, g, s in zip(self.states, grads, variances)]
 
     def message(self, grads: Sequence[np.ndarray], variances: Sequence[np.ndarray] | None = None) -> bytes:

@@ -117,6 +117,18 @@ def vgc_step(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParam
     return _quantize_and_update(state, r, v, candidate, params.zeta32, params.residual)
 
 
+def vgc_step_scratch(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParams) -> Packet:
+    """:func:`vgc_step` for a caller that throws ``state`` away when the step raises.
+
+    On success, the same packet, r and v as :func:`vgc_step`; on error, the same error,
+    after which r and v are unspecified (a backend may have stepped part of them). The
+    DDP hook steps a spare copy of each committed state this way, which lets a backend
+    validate and write in one pass. The reference's is :func:`vgc_step` itself, which
+    leaves the state unchanged: more than the contract asks.
+    """
+    return vgc_step(state, g, s, params)
+
+
 def _quantize_and_update(
     state: SegmentState,
     r: np.ndarray,

@@ -155,6 +155,17 @@ def _exponent_field(abs_bits):
     return min(abs_bits + ROUND_UP, E_CLAMP) & U32_EXPONENT
 
 
+@njit(inline="always", **_JIT)
+def _chunk_threshold(max_bits, tau):
+    """_send_threshold(_largest_exponent(max_bits), tau) inside a kernel (float32)."""
+    if max_bits < SMALLEST_NORMAL_BITS:
+        return np.float32(np.inf)
+    e_min = np.int64(min((np.int64(max_bits) + np.int64(ROUND_UP)) >> 23, MAX_EXPONENT)) - MAX_K
+    low = max((e_min << 23) - np.int64(ROUND_UP), np.int64(SMALLEST_NORMAL_BITS))
+    t = _float(np.uint32(low))
+    return t if t >= tau else tau
+
+
 def _send_threshold(E: int, tau: np.float32) -> np.float32:
     """Smallest |r| a candidate needs to be sent, given E: one float32 comparison.
 
@@ -321,6 +332,147 @@ def _gather_words(scratch, chunk, counts, offset, words):
         dst = offset[c]
         for j in range(counts[c]):
             words[dst + j] = scratch[src + j]
+
+
+# --------------------------------------------------------------------------------------
+# VGC step on a scratch state: one pass (vgc_step_scratch)
+# --------------------------------------------------------------------------------------
+#
+# A caller that throws the state away on error (the DDP hook steps a spare copy) does not
+# need the first pass: validation, the sums and the writes share one pass. Each sub-block
+# of 2048 elements is checked first (its g, s, r and v then sit in L1) and written only
+# if good: r <- r + g and v <- zeta (v + s) everywhere, and its candidates listed with
+# their r and v. A chunk that meets a bad sub-block stops writing and finds the first bad
+# index of each check from there on, over values still unwritten, so the error is the
+# reference's.
+#
+# Sending needs the segment's E, known only after the pass. Each chunk sends at once, while
+# its r and v are in cache, every candidate at or above its own threshold (from its own
+# largest exponent, which is at most E, so the threshold is at most the segment's). Once E
+# is known, one sequential pass over the lists writes the words of the candidates at or
+# above the segment's threshold and puts back r and v of those a chunk sent that are not
+# (r - q + q = r exactly, since r - q was exact; v from the list).
+
+
+@njit(**_JIT)
+def _sub_ok(g, s, r, v):
+    """All of a sub-block's inputs good (the maxima of _vgc_scan_chunk); nothing written."""
+    max_abs = U32_ZERO
+    max_s = U32_ZERO
+    for i in range(g.shape[0]):
+        si = s[i]
+        max_abs = _umax32(max_abs, _umax32(_bits(abs(r[i] + g[i])), _bits(abs(v[i] + si))))
+        max_s = _umax32(max_s, _bits(si))
+    return (max_abs < U32_EXPONENT) & (max_s <= U32_SIGN)
+
+
+@njit(**_JIT)
+def _vgc_one_sub(g, s, r, v, alpha, zeta, tau, flag):
+    """Steps 1, 2 and v's update for a good sub-block, in place; flag = candidate."""
+    for i in range(g.shape[0]):
+        ri = r[i] + g[i]  # 1. one rounded float32 add each
+        vi = v[i] + s[i]
+        r[i] = ri
+        v[i] = zeta * vi  # 4. for the elements not sent; the sent ones get 0 below
+        flag[i] = (ri * ri > alpha * vi) & (abs(ri) >= tau)  # 2.
+
+
+@njit(inline="always", **_JIT)
+def _list_flagged(flag64, first, r, v, cand, cand_r, cand_v, pos, max_bits):
+    """Append first + j, r[j] and v[j] for each set flag byte j (8 flags per test; r and v
+    are the sub-block, in L1); returns the new pos and the largest bits of |r| listed."""
+    for t in range(flag64.shape[0]):
+        x = flag64[t]
+        while x != 0:
+            j = 8 * t + (trailing_zeros(x) >> 3)
+            rj = r[j]
+            cand[pos] = np.uint32(first + j)
+            cand_r[pos] = rj
+            cand_v[pos] = v[j]
+            max_bits = _umax32(max_bits, _bits(abs(rj)))
+            x &= x - np.uint64(1)
+            pos += 1
+    return pos, max_bits
+
+
+@njit(inline="always", **_JIT)
+def _sent_value(ri, feedback):
+    """Steps 3 and 5 for one sent r: (the new r, its bits, the exponent field e << 23)."""
+    b = _bits(ri)
+    e_field = _exponent_field(b & U32_ABS)  # 3. e << 23
+    q = _float((b & U32_SIGN) | e_field)  # sign(r) * 2^(e - 127)
+    return (ri - q if feedback else F32_ZERO), b, e_field  # 5. exact subtraction
+
+
+@njit(parallel=True, **_JIT)
+def _vgc_one_pass(g, s, r, v, alpha, zeta, tau, feedback, chunk, bad, max_bits, sent_at, counts, lists):
+    """The one pass. Chunk c lists its candidates at lists[:, c*chunk:] (index, r, v as
+    uint32 bits), counts[c] of them, sends those at or above sent_at[c] (its own
+    threshold), and leaves bad[c] as _vgc_scan does (-1 everywhere with no bad input)."""
+    n = g.shape[0]
+    cand = lists[0]
+    cand_r = lists[1].view(np.float32)
+    cand_v = lists[2].view(np.float32)
+    for c in prange(counts.shape[0]):
+        lo = c * chunk
+        hi = min(lo + chunk, n)
+        for j in range(N_CHECKS):
+            bad[c, j] = -1
+        flag = np.zeros(SUB, np.bool_)
+        flag64 = flag.view(np.uint64)
+        m_bits = U32_ZERO
+        pos = lo
+        for a in range(lo, hi, SUB):
+            b = min(a + SUB, hi)
+            if not _sub_ok(g[a:b], s[a:b], r[a:b], v[a:b]):
+                _first_bad(g, s, r, v, a, hi, bad[c])  # [lo, a) is good and written
+                break
+            _vgc_one_sub(g[a:b], s[a:b], r[a:b], v[a:b], alpha, zeta, tau, flag)
+            m = b - a
+            m8 = (m + 7) >> 3
+            for j in range(m, 8 * m8):  # a short last sub-block: clear stale flags
+                flag[j] = False
+            pos, m_bits = _list_flagged(flag64[:m8], a, r[a:b], v[a:b], cand, cand_r, cand_v, pos, m_bits)
+        counts[c] = pos - lo
+        max_bits[c] = m_bits
+        threshold = _chunk_threshold(m_bits, tau)
+        sent_at[c] = threshold
+        for t in range(lo, pos):  # send by the chunk's own threshold, r and v in cache
+            ri = cand_r[t]
+            if abs(ri) >= threshold:
+                j = cand[t]
+                r[j] = _sent_value(ri, feedback)[0]
+                v[j] = F32_ZERO
+
+
+@njit(parallel=True, **_JIT)
+def _vgc_words_listed(r, v, threshold, feedback, E, chunk, sent_at, counts, lists):
+    """With the segment's threshold: the words of the listed candidates at or above it
+    (they replace the chunk's list in lists[0], never ahead of it; counts[c] becomes their
+    number), and r and v put back for those the chunk sent that are below it."""
+    e_top = np.uint32(E)
+    cand = lists[0]
+    cand_r = lists[1].view(np.float32)
+    cand_v = lists[2].view(np.float32)
+    for c in prange(counts.shape[0]):
+        lo = c * chunk
+        pos = lo
+        for t in range(lo, lo + counts[c]):
+            ri = cand_r[t]
+            j = cand[t]
+            a = abs(ri)
+            if a >= threshold:  # a candidate: "sendable, k <= 15 and |r| >= tau"
+                _, b, e_field = _sent_value(ri, feedback)
+                cand[pos] = (
+                    (j << np.uint32(5))
+                    | ((b >> np.uint32(31)) << np.uint32(4))
+                    | ((e_top - (e_field >> np.uint32(23))) & np.uint32(0xF))
+                )
+                pos += 1
+            elif a >= sent_at[c]:  # sent by the chunk, not by the segment: undo
+                r[j] = ri
+                v[j] = cand_v[t]
+        counts[c] = pos - lo
 
 
 # --------------------------------------------------------------------------------------
@@ -717,18 +869,19 @@ def _write_back(state: SegmentState, r: np.ndarray, v: np.ndarray) -> None:
 _LOCAL = threading.local()
 
 
-def _scratch(n: int) -> np.ndarray:
+def _scratch(n: int, name: str = "scratch") -> np.ndarray:
     """A uint32 buffer of at least n words, kept per thread and reused from step to step.
 
     Pass 2 writes each chunk's words to its own stretch of it, touching only a few pages;
     a fresh 4n-byte array each step would cost a page fault per touched page (a whole
     2 MiB huge page where NumPy asks for those), which for 2^24 elements cost more than
     pass 2 itself. The buffer never leaves this module: the words are copied out.
+    ``name`` keeps another buffer ("lists": the scratch step's candidate lists).
     """
-    buf = getattr(_LOCAL, "scratch", None)
+    buf = getattr(_LOCAL, name, None)
     if buf is None or buf.shape[0] < n:
         buf = np.empty(n, np.uint32)
-        _LOCAL.scratch = buf
+        setattr(_LOCAL, name, buf)
     return buf[:n]
 
 
@@ -781,6 +934,44 @@ def vgc_step(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParam
     # GATHER_SERIAL_MAX, where waking the pool under load cost more than the pass.
     size = 0 if total <= GATHER_SERIAL_MAX else state.n  # 0: the serial twin
     _launch(_gather_words, size, scratch, CHUNK, counts, offset, words)
+    _write_back(state, r, v)
+    return Packet(state.segment_id, state.n, Codec.VGC_Q4, E, words)
+
+
+def vgc_step_scratch(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParams) -> Packet:
+    """One VGC step on a scratch state; twin of :func:`vgc_ref.criterion.vgc_step_scratch`.
+
+    On success the packet, r and v of :func:`vgc_step`; on error its error, with r and v
+    partly stepped. One pass over g, s, r and v, then one over the candidates only
+    (section "VGC step on a scratch state").
+    """
+    if not isinstance(params, VGCParams):
+        raise TypeError(f"params must be VGCParams, not {type(params).__name__}")
+    if s is None:
+        check_step(state, g, None)  # g's errors first
+        raise missing_variance()
+    _check_vectors(state, g, s)
+    g = np.ascontiguousarray(g)
+    s = np.ascontiguousarray(s)
+    r, v = _contiguous_state(state)
+    n_chunks = _n_chunks(state.n)
+    bad = np.empty((n_chunks, N_CHECKS), np.int64)
+    max_bits = np.empty(n_chunks, np.uint32)
+    counts = np.empty(n_chunks, np.int64)
+    sent_at = np.empty(n_chunks, np.float32)
+    lists = _scratch(3 * state.n, "lists").reshape(3, state.n)  # chunk c's list at c * CHUNK
+    alpha, zeta, tau = params.alpha32, params.zeta32, params.tau32
+    feedback = params.residual == "feedback"
+    args = (g, s, r, v, alpha, zeta, tau, feedback, CHUNK, bad, max_bits, sent_at, counts, lists)
+    _launch(_vgc_one_pass, state.n, *args)
+    _raise_first_bad(bad, state, g, s)  # the values it names are still unwritten
+    E = _largest_exponent(int(max_bits.max(initial=0)))
+    threshold = _send_threshold(E, tau)
+    _launch(_vgc_words_listed, state.n, r, v, threshold, feedback, E, CHUNK, sent_at, counts, lists)
+    offset, total = _exclusive_sum(counts)
+    words = np.empty(total, np.uint32)
+    size = 0 if total <= GATHER_SERIAL_MAX else state.n  # 0: the serial twin
+    _launch(_gather_words, size, lists[0], CHUNK, counts, offset, words)
     _write_back(state, r, v)
     return Packet(state.segment_id, state.n, Codec.VGC_Q4, E, words)
 
@@ -1201,6 +1392,7 @@ def dense_grad_var(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.nda
 BACKEND = Backend(
     name="numba-cpu",
     vgc_step=vgc_step,
+    vgc_step_scratch=vgc_step_scratch,
     strom_step=strom_step,
     check_step=check_step,
     encode_message=encode_message,

@@ -512,6 +512,7 @@ def dense_grad_var(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.nda
 BACKEND = Backend(
     name="numba-cuda",
     vgc_step=vgc_step,
+    vgc_step_scratch=vgc_step,  # its step is transactional: more than asked
     strom_step=strom_step,
     check_step=check_step,
     encode_message=encode_message,  # the packets' words are host arrays

@@ -2,7 +2,7 @@
 
 from vgc_ref.aggregate import decode_accumulate
 from vgc_ref.backends import Backend
-from vgc_ref.criterion import accumulate, strom_step, vgc_step
+from vgc_ref.criterion import accumulate, strom_step, vgc_step, vgc_step_scratch
 from vgc_ref.encoding import encode_message
 from vgc_ref.variance import conv_grad_var, dense_grad_var
 
@@ -15,6 +15,7 @@ def check_step(state, g, s=None) -> None:
 BACKEND = Backend(
     name="numpy",
     vgc_step=vgc_step,
+    vgc_step_scratch=vgc_step_scratch,
     strom_step=strom_step,
     check_step=check_step,
     encode_message=encode_message,

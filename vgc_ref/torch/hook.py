@@ -532,7 +532,7 @@ class VGCHookState:
                         aggregate_gathered(gathered, lengths, sizes, out, backend)
                         dev.to_torch(buf.device)
                 else:
-                    result = torch.zeros(buf.numel(), dtype=torch.float32)  # +0.0 where no parameter lies
+                    result = _result_buffer(buf, pieces)  # +0.0 where no parameter lies
                     flat = result.numpy()
                     out = [flat[start:stop] for start, stop in pieces]
                     aggregate_gathered(gathered, lengths, sizes, out, backend)
@@ -639,6 +639,24 @@ class VGCHookState:
             for st, new in zip(ps.states, loaded[name]):
                 st.r[...] = new.r
                 st.v[...] = new.v
+
+
+def _result_buffer(buf: torch.Tensor, pieces: list[tuple[int, int]]) -> torch.Tensor:
+    """Where a CPU bucket's g_hat is written: the bucket itself when it is contiguous
+    float32 (its gradients are in the message by now; the pieces are overwritten and the
+    gaps between them set to +0.0), else a new float32 tensor of zeros. Writing the
+    bucket saves allocating and faulting in a bucket-sized tensor every step."""
+    if buf.dtype != torch.float32 or buf.device.type != "cpu" or not buf.is_contiguous():
+        return torch.zeros(buf.numel(), dtype=torch.float32)
+    flat = buf.view(-1)
+    at = 0
+    for start, stop in sorted(pieces):
+        if start > at:
+            flat[at:start] = 0.0
+        at = max(at, stop)
+    if at < flat.numel():
+        flat[at:] = 0.0
+    return flat
 
 
 def _concat(arrays):
