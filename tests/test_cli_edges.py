@@ -101,6 +101,7 @@ BENCH_CASES = [
     (["--backends", ""], ["--backends ''", "empty"]),
     (["--json", "/nonexistent/dir/b.json"], ["--json", "does not exist"]),
     (["--n", "x"], ["argument --n"]),
+    (["--ordered", "--step"], ["--ordered and --step", "choose one"]),
 ]
 
 

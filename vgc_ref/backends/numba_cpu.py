@@ -885,18 +885,36 @@ def _scratch(n: int, name: str = "scratch") -> np.ndarray:
     return buf[:n]
 
 
-def _vgc_scan_checked(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParams):
-    """Pass 1 and the error it finds, if any; returns (g, s, r, v, max_bits) for pass 2."""
+def _vgc_arrays(state: SegmentState, g: np.ndarray, s: np.ndarray):
+    """The checked, contiguous g, s, r and v of a VGC step, and its per-chunk outputs
+    ``bad`` (first bad index per check) and ``max_bits``, not yet filled."""
     _check_vectors(state, g, s)
-    g = np.ascontiguousarray(g)
-    s = np.ascontiguousarray(s)
     r, v = _contiguous_state(state)
     n_chunks = _n_chunks(state.n)
     bad = np.empty((n_chunks, N_CHECKS), np.int64)
     max_bits = np.empty(n_chunks, np.uint32)
+    return np.ascontiguousarray(g), np.ascontiguousarray(s), r, v, bad, max_bits
+
+
+def _vgc_scan_checked(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParams):
+    """Pass 1 and the error it finds, if any; returns (g, s, r, v, max_bits) for pass 2."""
+    g, s, r, v, bad, max_bits = _vgc_arrays(state, g, s)
     _launch(_vgc_scan, state.n, g, s, r, v, params.alpha32, params.tau32, CHUNK, bad, max_bits)
     _raise_first_bad(bad, state, g, s)
     return g, s, r, v, max_bits
+
+
+def _vgc_packet(state: SegmentState, r: np.ndarray, v: np.ndarray, E: int, counts, scratch) -> Packet:
+    """The words of chunk c (counts[c] of them at scratch[c * CHUNK:]) gathered in chunk
+    order into the packet; r and v written back to the state where they are copies."""
+    offset, total = _exclusive_sum(counts)
+    words = np.empty(total, np.uint32)
+    # The gather moves the words only (about 1 % of n): on the calling thread below
+    # GATHER_SERIAL_MAX, where waking the pool under load cost more than the pass.
+    size = 0 if total <= GATHER_SERIAL_MAX else state.n  # 0: the serial twin
+    _launch(_gather_words, size, scratch, CHUNK, counts, offset, words)
+    _write_back(state, r, v)
+    return Packet(state.segment_id, state.n, Codec.VGC_Q4, E, words)
 
 
 def check_step(state: SegmentState, g: np.ndarray, s: np.ndarray | None = None) -> None:
@@ -928,14 +946,7 @@ def vgc_step(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParam
     scratch = _scratch(state.n)  # chunk c's words start at c * CHUNK
     alpha, zeta = params.alpha32, params.zeta32
     _launch(_vgc_write, state.n, g, s, r, v, alpha, zeta, threshold, feedback, E, CHUNK, counts, scratch)
-    offset, total = _exclusive_sum(counts)
-    words = np.empty(total, np.uint32)
-    # The gather moves the words only (about 1 % of n): on the calling thread below
-    # GATHER_SERIAL_MAX, where waking the pool under load cost more than the pass.
-    size = 0 if total <= GATHER_SERIAL_MAX else state.n  # 0: the serial twin
-    _launch(_gather_words, size, scratch, CHUNK, counts, offset, words)
-    _write_back(state, r, v)
-    return Packet(state.segment_id, state.n, Codec.VGC_Q4, E, words)
+    return _vgc_packet(state, r, v, E, counts, scratch)
 
 
 def vgc_step_scratch(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParams) -> Packet:
@@ -950,15 +961,9 @@ def vgc_step_scratch(state: SegmentState, g: np.ndarray, s: np.ndarray, params: 
     if s is None:
         check_step(state, g, None)  # g's errors first
         raise missing_variance()
-    _check_vectors(state, g, s)
-    g = np.ascontiguousarray(g)
-    s = np.ascontiguousarray(s)
-    r, v = _contiguous_state(state)
-    n_chunks = _n_chunks(state.n)
-    bad = np.empty((n_chunks, N_CHECKS), np.int64)
-    max_bits = np.empty(n_chunks, np.uint32)
-    counts = np.empty(n_chunks, np.int64)
-    sent_at = np.empty(n_chunks, np.float32)
+    g, s, r, v, bad, max_bits = _vgc_arrays(state, g, s)
+    counts = np.empty(bad.shape[0], np.int64)
+    sent_at = np.empty(bad.shape[0], np.float32)
     lists = _scratch(3 * state.n, "lists").reshape(3, state.n)  # chunk c's list at c * CHUNK
     alpha, zeta, tau = params.alpha32, params.zeta32, params.tau32
     feedback = params.residual == "feedback"
@@ -968,12 +973,7 @@ def vgc_step_scratch(state: SegmentState, g: np.ndarray, s: np.ndarray, params: 
     E = _largest_exponent(int(max_bits.max(initial=0)))
     threshold = _send_threshold(E, tau)
     _launch(_vgc_words_listed, state.n, r, v, threshold, feedback, E, CHUNK, sent_at, counts, lists)
-    offset, total = _exclusive_sum(counts)
-    words = np.empty(total, np.uint32)
-    size = 0 if total <= GATHER_SERIAL_MAX else state.n  # 0: the serial twin
-    _launch(_gather_words, size, lists[0], CHUNK, counts, offset, words)
-    _write_back(state, r, v)
-    return Packet(state.segment_id, state.n, Codec.VGC_Q4, E, words)
+    return _vgc_packet(state, r, v, E, counts, lists[0])
 
 
 def _strom_scan_checked(state: SegmentState, g: np.ndarray, params: StromParams):
