@@ -372,3 +372,25 @@ def test_stats_before_any_step():
     stats = vt.VGCHookState(job.make_model(), "vgc").stats()
     assert stats["steps"] == stats["message_bytes"] == 0
     assert np.isnan(stats["ratio"]) and np.isnan(stats["sent_fraction"])
+
+
+def test_the_default_backend_is_numba_cpu_unless_one_is_named(monkeypatch):
+    """No backend named and no $VGC_BACKEND: numba-cpu (numpy where it cannot load);
+    $VGC_BACKEND or a named backend is kept as it is."""
+    import vgc_ref.torch.hook as hook_module
+    from vgc_ref.backends import ENV_VAR
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert vt.VGCHookState(job.make_model(), "vgc").backend.name == "numba-cpu"
+    assert vt.VGCHookState(job.make_model(), "vgc", backend="numpy").backend.name == "numpy"
+    monkeypatch.setenv(ENV_VAR, "numpy")
+    assert vt.VGCHookState(job.make_model(), "vgc").backend.name == "numpy"
+    monkeypatch.delenv(ENV_VAR)
+
+    def no_numba(name=None):
+        if name == "numba-cpu":
+            raise ImportError("no numba here")
+        return vgc_ref.backends.get_backend(name)
+
+    monkeypatch.setattr(hook_module, "get_backend", no_numba)
+    assert vt.VGCHookState(job.make_model(), "vgc").backend.name == "numpy"
