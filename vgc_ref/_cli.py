@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import tempfile
 from typing import NoReturn
@@ -161,6 +162,43 @@ def output_dir_problem(path: str) -> str | None:
 def same_path(a: str, b: str) -> bool:
     """Whether two output options name the same file (after resolving links and ``..``)."""
     return os.path.realpath(a) == os.path.realpath(b)
+
+
+def plain_name_problem(name: object) -> str | None:
+    """Why ``name`` is not the plain name of one entry of a directory, or None.
+
+    "not a name": anything but a non-empty string; "not a plain name": a name with a path
+    separator or a NUL, or ``.`` or ``..``. A plain name never leads out of its directory
+    by itself (a link still may: :func:`regular_file_problem` follows links).
+    """
+    if not isinstance(name, str) or not name:
+        return "not a name"
+    if "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
+        return "not a plain name"
+    return None
+
+
+def regular_file_problem(
+    path: str | os.PathLike, root: str, directly: bool = False
+) -> tuple[str, str] | None:
+    """Why ``path`` is not a regular file inside ``root`` (a resolved directory; links
+    followed), as (kind, detail), or None. Kinds: "outside" (detail: the real path; with
+    ``directly``, anything but an entry of root itself is outside), "missing",
+    "unreadable" (detail: the reason), "not regular" (a directory, a device, a FIFO).
+    Callers word the refusal in their own terms."""
+    real = os.path.realpath(path)
+    inside = os.path.dirname(real) == root if directly else real.startswith(root.rstrip(os.sep) + os.sep)
+    if not inside:
+        return "outside", real
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        return "missing", ""
+    except OSError as err:
+        return "unreadable", str(err.strerror or err)
+    if not stat.S_ISREG(mode):
+        return "not regular", ""
+    return None
 
 
 def input_file_problem(path: str) -> str | None:

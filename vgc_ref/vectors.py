@@ -46,7 +46,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import sys
 import warnings
 from pathlib import Path
@@ -54,7 +53,13 @@ from pathlib import Path
 import numpy as np
 
 import vgc_ref
-from vgc_ref._cli import ArgumentParser, output_dir_problem, usage_error
+from vgc_ref._cli import (
+    ArgumentParser,
+    output_dir_problem,
+    plain_name_problem,
+    regular_file_problem,
+    usage_error,
+)
 from vgc_ref.conformance import cases as edge
 from vgc_ref.conformance import variance_cases
 from vgc_ref.conformance.record import packet_doc
@@ -623,9 +628,10 @@ def plain_name(name, what: str, where: Path) -> str:
     Refused: anything but a non-empty string, a name with a path separator or a NUL,
     ``.`` and ``..``: a case or message name never leads outside its directory.
     """
-    if not isinstance(name, str) or not name:
+    problem = plain_name_problem(name)
+    if problem == "not a name":
         raise VectorsError(f"{where}: {what} {name!r} is not a name")
-    if "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
+    if problem:
         raise VectorsError(f"{where}: {what} {name!r} is not a plain name (no path separators, no ..)")
     return name
 
@@ -726,16 +732,17 @@ def _check_case_doc(doc, path: Path) -> None:
 def _input_file(case: Path, rel: str) -> Path:
     """``case / rel``: a regular file whose real path lies inside the case; VectorsError if not."""
     path = case / rel
-    if not _inside(path, Path(os.path.realpath(case))):
-        raise VectorsError(f"{path}: leads outside the case (to {os.path.realpath(path)})")
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise VectorsError(f"{path}: missing (an input of case {case.name})") from None
-    except OSError as err:
-        raise VectorsError(f"{path}: cannot read it ({err.strerror or err})") from err
-    if not stat.S_ISREG(mode):
-        raise VectorsError(f"{path}: not a regular file (an input of case {case.name})")
+    problem = regular_file_problem(path, os.path.realpath(case))
+    if problem is not None:
+        kind, detail = problem
+        raise VectorsError(
+            {
+                "outside": f"{path}: leads outside the case (to {detail})",
+                "missing": f"{path}: missing (an input of case {case.name})",
+                "unreadable": f"{path}: cannot read it ({detail})",
+                "not regular": f"{path}: not a regular file (an input of case {case.name})",
+            }[kind]
+        )
     return path
 
 

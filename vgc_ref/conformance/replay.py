@@ -29,7 +29,6 @@ import math
 import os
 import platform
 import re
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from vgc_ref._cli import EXIT_USAGE, say_error
+from vgc_ref._cli import EXIT_USAGE, plain_name_problem, regular_file_problem, say_error
 from vgc_ref.conformance.adapter import Impl, load_impl
 from vgc_ref.encoding import HEADER, SEGMENT_HEADER, WORD_SIZE
 from vgc_ref.packet import MAX_SEGMENT_LEN
@@ -144,23 +143,24 @@ def resolve_file(directory: Path, name: Any, field: str) -> Path:
     that is ``.`` or ``..``; a path whose real path (links followed) leaves ``directory``;
     a missing file; anything that is not a regular file (a directory, a device, a FIFO).
     """
-    if not isinstance(name, str) or not name:
+    name_problem = plain_name_problem(name)
+    if name_problem == "not a name":
         raise ReplayError(f"{directory / INDEX}: {field} is {name!r}, expected a file name")
-    if "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
+    if name_problem:
         raise ReplayError(f"{directory / INDEX}: {field} {name!r} is not a plain file name in {directory}")
     path = directory / name
-    real = Path(os.path.realpath(path))
-    if real.parent != directory:
-        raise ReplayError(f"{path}: {field} leads outside {directory} (to {real})")
-    try:
-        mode = os.stat(real).st_mode
-    except FileNotFoundError:
-        raise ReplayError(f"{path}: {field}: no such file") from None
-    except OSError as err:
-        raise ReplayError(f"{path}: {field}: cannot read ({err.strerror or err})") from err
-    if not stat.S_ISREG(mode):
-        raise ReplayError(f"{path}: {field} is not a regular file")
-    return real
+    problem = regular_file_problem(path, str(directory), directly=True)
+    if problem is not None:
+        kind, detail = problem
+        raise ReplayError(
+            {
+                "outside": f"{path}: {field} leads outside {directory} (to {detail})",
+                "missing": f"{path}: {field}: no such file",
+                "unreadable": f"{path}: {field}: cannot read ({detail})",
+                "not regular": f"{path}: {field} is not a regular file",
+            }[kind]
+        )
+    return Path(os.path.realpath(path))
 
 
 def _resolve_directory(directory: str | Path) -> Path:
