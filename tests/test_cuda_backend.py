@@ -559,3 +559,22 @@ def test_the_device_benchmark_rows_run_and_check_their_results():
     assert [r["op"].split()[0] for r in measured] == ["vgc_step", "hybrid", "strom_step", "decode_accumulate"]
     assert all(r["checked"] for r in measured)
     assert all(r["hbm_bytes_per_element"] >= 4 for r in measured)
+
+
+def test_device_state_copy_is_independent_and_equal():
+    """DeviceSegmentState.copy() copies device to device: the same bits and segment id,
+    and stepping the copy leaves the original as it was."""
+    rng = np.random.default_rng(11)
+    host = SegmentState(
+        4, rng.standard_normal(37).astype(np.float32), np.abs(rng.standard_normal(37)).astype(np.float32)
+    )
+    original = nc.DeviceSegmentState.from_host(host)
+    twin = original.copy()
+    assert twin.segment_id == 4 and twin.r is not original.r and twin.v is not original.v
+    for a, b in ((twin.to_host().r, host.r), (twin.to_host().v, host.v)):
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+    g = rng.standard_normal(37).astype(np.float32)
+    nc.vgc_step(twin, g, g * g, VGCParams())
+    after = original.to_host()
+    np.testing.assert_array_equal(after.r.view(np.uint32), host.r.view(np.uint32))
+    np.testing.assert_array_equal(after.v.view(np.uint32), host.v.view(np.uint32))

@@ -158,8 +158,13 @@ class DeviceSegmentState:
         return SegmentState(self.segment_id, self.r.copy_to_host(), self.v.copy_to_host())
 
     def copy(self) -> DeviceSegmentState:
-        """An independent device copy."""
-        return DeviceSegmentState.from_host(self.to_host())
+        """An independent device copy, copied device to device (the values were
+        validated when this state was made, and the backend keeps them valid)."""
+        r = cuda.device_array_like(self.r)
+        v = cuda.device_array_like(self.v)
+        r.copy_to_device(self.r)
+        v.copy_to_device(self.v)
+        return DeviceSegmentState(self.segment_id, r, v)
 
     def __repr__(self) -> str:
         return f"DeviceSegmentState(segment_id={self.segment_id}, n={self.n})"
