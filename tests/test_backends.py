@@ -323,6 +323,24 @@ def test_vgc_step_scratch_gives_vgc_steps_results_and_errors(backend):
     )
 
 
+def test_vgc_step_scratch_on_strided_views_writes_the_views(backend):
+    """r and v as every other element of a caller's buffers (split_segments-style views):
+    the scratch step writes its results into those views, as vgc_step does."""
+    rng = np.random.default_rng(3)
+    n = 41 if backend.name in SIMULATED else 70_001
+    g = rng.standard_normal(n, dtype=np.float32)
+    s = g * g * np.float32(0.3)
+    flat_r, flat_v = np.zeros(2 * n, np.float32), np.zeros(2 * n, np.float32)
+    state = SegmentState(0, flat_r[::2], flat_v[::2])
+    ref = SegmentState.zeros(n)
+    for _ in range(2):
+        assert_same_packet(
+            backend.vgc_step_scratch(state, g, s, VGCParams()), REFERENCE.vgc_step(ref, g, s, VGCParams())
+        )
+        assert_same_state(state, ref)
+    assert not flat_r[1::2].any() and not flat_v[1::2].any()
+
+
 @st.composite
 def chunked_cases(draw):
     """2 to 4 chunks of numba-cpu's one pass (2^16 elements) and a ragged end; each chunk's
