@@ -72,9 +72,10 @@ def init_params(layout: Sequence[tuple[str, tuple[int, ...]]], seed: int) -> lis
     params = []
     for layer, (_, shape) in enumerate(layout[0::2]):
         n_in, n_out = shape
-        k = rng.key(seed, INIT_STREAM, layer)
-        w = rng.normal(k, np.arange(n_in * n_out, dtype=np.uint64)) * np.sqrt(2.0 / n_in)
-        params += [w.astype(np.float32), np.zeros(n_out, np.float32)]
+        params += [
+            rng.he_normal32(rng.key(seed, INIT_STREAM, layer), n_in, n_out),
+            np.zeros(n_out, np.float32),
+        ]
     return params
 
 

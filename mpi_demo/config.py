@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mpi_demo.data import DATASETS, MNIST1D, n_samples, n_test_samples
+from mpi_demo.rng import DRAW_CHUNK
 from mpi_demo.schedule import SCHEDULES
 
 METHODS = ("none", "vgc", "strom", "hybrid", "topk")
@@ -314,7 +315,7 @@ FALLBACK_MEMORY_LIMIT = 8 * 2**30
 #: Launcher variables that give the number of ranks on this host (MPICH/Hydra, Open MPI).
 LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
 #: Peak bytes of building the synthetic task, per sample and feature and per sample, and of
-#: drawing the initial weights, per element of the largest segment (float64 arrays and the
+#: drawing the initial weights, per element drawn at a time (float64 arrays and the
 #: generator's twelve uniforms per normal; measured with tracemalloc).
 SYNTHETIC_BYTES_PER_VALUE, SYNTHETIC_BYTES_PER_SAMPLE, INIT_BYTES_PER_WEIGHT = 416, 800, 400
 #: Peak bytes of one compressor step, per element of the largest segment (the NumPy
@@ -346,7 +347,8 @@ def memory_estimate(config: TrainConfig, workers: int, ranks: int) -> dict[str, 
     Needed for a while, one at a time (the estimate adds only the largest, and names it):
 
     * ``building the data``: synthetic, 416 bytes per value and 800 per sample;
-    * ``initialisation``: drawing the weights, 400 bytes per element of n_max;
+    * ``initialisation``: drawing the weights: the largest segment (4 n_max) and 400
+      bytes per element of one chunk of the draw (mpi_demo.rng.DRAW_CHUNK);
     * ``one step``: g and s (8 n), the compressor's temporaries (40 n_max) and three copies
       (input, delta, square) of one shard's activations;
     * ``test forward pass``: the activations of the test (or validation) split;
@@ -383,7 +385,7 @@ def memory_estimate(config: TrainConfig, workers: int, ranks: int) -> dict[str, 
     }
     transient = {
         "building the data": building,
-        "initialisation": INIT_BYTES_PER_WEIGHT * n_max,
+        "initialisation": 4 * n_max + INIT_BYTES_PER_WEIGHT * min(n_max, DRAW_CHUNK),
         "one step": 8 * n + COMPRESS_BYTES_PER_ELEMENT * n_max + 4 * per_sample * 3 * shard,
         "test forward pass": 4 * per_sample * max(n_test, config.validation),
         "checkpoint": 2 * 4 * n * (2 + 2 * ranks) if checkpointing else 0,

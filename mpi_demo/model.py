@@ -115,9 +115,7 @@ def init_params(sizes: Sequence[int], seed: int) -> list[np.ndarray]:
     """
     params = []
     for layer, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
-        k = rng.key(seed, INIT_STREAM, layer)
-        w = rng.normal(k, np.arange(n_in * n_out, dtype=np.uint64)) * np.sqrt(2.0 / n_in)
-        params.append(w.astype(np.float32))
+        params.append(rng.he_normal32(rng.key(seed, INIT_STREAM, layer), n_in, n_out))
         params.append(np.zeros(n_out, np.float32))
     return params
 

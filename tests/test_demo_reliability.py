@@ -236,7 +236,7 @@ def test_resume_from_a_device_is_refused(path):
 TOO_BIG = [
     (["--model", "cnn", "--dataset", "mnist1d", "--channels", "100000,100000,100000"], "--channels"),
     (["--hidden", "100000,100000"], "--hidden"),
-    (["--hidden", "2000000"], "--hidden"),
+    (["--hidden", "200000000"], "--hidden"),
     (["--samples", "1000000000", "--batch", "32"], "--samples"),
     (["--features", "100000000", "--samples", "100"], "--features"),
 ]

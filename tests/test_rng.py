@@ -118,3 +118,13 @@ def test_bad_arguments():
         rng.bits(1, -1)
     with pytest.raises(ValueError, match="non-negative"):
         rng.bits(1, np.array([-2]))
+
+
+@pytest.mark.parametrize("n_in,n_out", [(1, 1), (3, 5), (256, 256), (257, 300)])
+def test_he_normal32_in_chunks_equals_one_draw_over_every_index(monkeypatch, n_in, n_out):
+    """The initial weights drawn DRAW_CHUNK at a time are the float32 of one draw over all
+    indices (docs/demo.md "Initial parameters"), bit for bit, with chunk ends inside."""
+    monkeypatch.setattr(rng, "DRAW_CHUNK", 1000)
+    k = rng.key(3, 1, 2)
+    whole = (rng.normal(k, np.arange(n_in * n_out, dtype=np.uint64)) * np.sqrt(2.0 / n_in)).astype(np.float32)
+    assert rng.he_normal32(k, n_in, n_out).tobytes() == whole.tobytes()
