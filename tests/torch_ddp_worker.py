@@ -364,6 +364,10 @@ def worker(rank: int, world: int, port: int, scenario: str, outdir: str) -> None
             results = {run: train(rank, world, run, scenario) for run in runs}
         with open(os.path.join(outdir, f"record-{rank}.pkl"), "wb") as f:
             pickle.dump(results, f)
+        # Both ranks done, and every collective issued before (gloo runs them in order)
+        # finished, before the group is torn down: tearing it down with work in flight
+        # aborted a rank once ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
