@@ -267,6 +267,25 @@ def _vgc_write_sub(g, s, r, v, alpha, zeta, threshold, flag):
 
 
 @njit(inline="always", **_JIT)
+def _sent_value(ri, feedback):
+    """Steps 3 and 5 for one sent r: (the new r, its bits, the exponent field e << 23)."""
+    b = _bits(ri)
+    e_field = _exponent_field(b & U32_ABS)  # 3. e << 23
+    q = _float((b & U32_SIGN) | e_field)  # sign(r) * 2^(e - 127)
+    return (ri - q if feedback else F32_ZERO), b, e_field  # 5. exact subtraction
+
+
+@njit(inline="always", **_JIT)
+def _vgc_word(index, b, e_field, e_top):
+    """The VGC_Q4 word of a sent element: index, sign bit of r, k = E - e (docs/format.md)."""
+    return (
+        (np.uint32(index) << np.uint32(5))
+        | ((b >> np.uint32(31)) << np.uint32(4))
+        | ((e_top - (e_field >> np.uint32(23))) & np.uint32(0xF))
+    )
+
+
+@njit(inline="always", **_JIT)
 def _vgc_finish_sent(flag64, first, r, feedback, e_top, out, pos):
     """Steps 3 and 5 for the flagged elements only; append their words to out[pos:].
 
@@ -278,16 +297,8 @@ def _vgc_finish_sent(flag64, first, r, feedback, e_top, out, pos):
         while x != 0:
             j = 8 * t + (trailing_zeros(x) >> 3)
             x &= x - np.uint64(1)
-            ri = r[j]
-            b = _bits(ri)
-            e_field = _exponent_field(b & U32_ABS)  # 3. e << 23
-            q = _float((b & U32_SIGN) | e_field)  # sign(r) * 2^(e - 127)
-            r[j] = ri - q if feedback else F32_ZERO  # 5. exact subtraction
-            out[pos] = (
-                (np.uint32(first + j) << np.uint32(5))
-                | ((b >> np.uint32(31)) << np.uint32(4))
-                | ((e_top - (e_field >> np.uint32(23))) & np.uint32(0xF))
-            )
+            r[j], b, e_field = _sent_value(r[j], feedback)
+            out[pos] = _vgc_word(first + j, b, e_field, e_top)
             pos += 1
     return pos
 
@@ -395,15 +406,6 @@ def _list_flagged(flag64, first, r, v, cand, cand_r, cand_v, pos, max_bits):
     return pos, max_bits
 
 
-@njit(inline="always", **_JIT)
-def _sent_value(ri, feedback):
-    """Steps 3 and 5 for one sent r: (the new r, its bits, the exponent field e << 23)."""
-    b = _bits(ri)
-    e_field = _exponent_field(b & U32_ABS)  # 3. e << 23
-    q = _float((b & U32_SIGN) | e_field)  # sign(r) * 2^(e - 127)
-    return (ri - q if feedback else F32_ZERO), b, e_field  # 5. exact subtraction
-
-
 @njit(parallel=True, **_JIT)
 def _vgc_one_pass(g, s, r, v, alpha, zeta, tau, feedback, chunk, bad, max_bits, sent_at, counts, lists):
     """The one pass. Chunk c lists its candidates at lists[:, c*chunk:] (index, r, v as
@@ -463,11 +465,7 @@ def _vgc_words_listed(r, v, threshold, feedback, E, chunk, sent_at, counts, list
             a = abs(ri)
             if a >= threshold:  # a candidate: "sendable, k <= 15 and |r| >= tau"
                 _, b, e_field = _sent_value(ri, feedback)
-                cand[pos] = (
-                    (j << np.uint32(5))
-                    | ((b >> np.uint32(31)) << np.uint32(4))
-                    | ((e_top - (e_field >> np.uint32(23))) & np.uint32(0xF))
-                )
+                cand[pos] = _vgc_word(j, b, e_field, e_top)
                 pos += 1
             elif a >= sent_at[c]:  # sent by the chunk, not by the segment: undo
                 r[j] = ri
