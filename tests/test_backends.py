@@ -298,18 +298,56 @@ def test_segments_spanning_many_chunks_match_the_reference(backend):
 
 
 def _scratch_matches_vgc_step(backend, r, v, g, s, params, segment_id=3):
-    """The scratch step on one copy and the reference's vgc_step on another: the same
-    packet, r and v, or the same error (class, name, segment, index and message)."""
+    """The scratch step on one copy, in place and into a separate ``out``, and the
+    reference's vgc_step on another: the same packet, r and v (in ``out``), or the same
+    error (class, name, segment, index and message); stepping into ``out`` never writes
+    the state, not even on error."""
     ref_state, state = _states(r, v, segment_id)
+    source, _ = _states(r, v, segment_id)
+    out = SegmentState(segment_id + 1, np.full_like(r, 7.0), np.full_like(v, 7.0))
     try:
         want = REFERENCE.vgc_step(ref_state, g, s, params)
     except NonFiniteError as err:
-        with pytest.raises(NonFiniteError) as got:
-            backend.vgc_step_scratch(state, g, s, params)
-        assert _error_facts(got.value) == _error_facts(err) and str(got.value) == str(err)
+        for kwargs in ({}, {"out": out}):
+            with pytest.raises(NonFiniteError) as got:
+                backend.vgc_step_scratch(source if kwargs else state, g, s, params, **kwargs)
+            assert _error_facts(got.value) == _error_facts(err) and str(got.value) == str(err)
+        assert source.r.tobytes() == r.tobytes() and source.v.tobytes() == v.tobytes()
         return
     assert_same_packet(backend.vgc_step_scratch(state, g, s, params), want)
     assert_same_state(state, ref_state)
+    assert_same_packet(backend.vgc_step_scratch(source, g, s, params, out=out), want)
+    assert_same_state(out, ref_state)
+    assert source.r.tobytes() == r.tobytes() and source.v.tobytes() == v.tobytes()
+
+
+def test_vgc_step_scratch_refuses_an_out_it_cannot_write_before_anything_else(backend):
+    """out of another length, not a state, or overlapping the state, g or s: InputError
+    naming out, even when g is bad too; nothing is written."""
+    n = 16
+    g = np.arange(n, dtype=np.float32)
+    s = np.ones(n, np.float32)
+    state = SegmentState(2, np.ones(n, np.float32), np.ones(n, np.float32))
+    buf = np.zeros(2 * n, np.float32)
+    bad_g = g.copy()
+    bad_g[3] = np.nan
+    z = np.zeros(n, np.float32)
+    both = (g, bad_g)
+    cases = [  # (out, s, the g of each call)
+        (SegmentState.zeros(n + 1), s, both),
+        ((z, z.copy()), s, both),
+        (SegmentState(2, state.r, z), s, both),  # out.r is state.r
+        (SegmentState(2, z, state.v[::-1]), s, both),  # out.v is state.v reversed
+        (SegmentState(2, g, z), s, (g,)),  # out.r is g
+        (SegmentState(2, z, buf[:n]), buf[n // 2 : n // 2 + n], both),  # out.v overlaps s
+    ]
+    for out, var, grads in cases:
+        for grad in grads:
+            before = [x.copy() for x in (state.r, state.v, g, s, buf)]
+            with pytest.raises(InputError) as info:
+                backend.vgc_step_scratch(state, grad, var, VGCParams(), out=out)
+            assert info.value.name == "out", str(info.value)
+            assert all(a.tobytes() == b.tobytes() for a, b in zip(before, (state.r, state.v, g, s, buf)))
 
 
 def test_vgc_step_scratch_gives_vgc_steps_results_and_errors(backend):
@@ -339,6 +377,10 @@ def test_vgc_step_scratch_on_strided_views_writes_the_views(backend):
         )
         assert_same_state(state, ref)
     assert not flat_r[1::2].any() and not flat_v[1::2].any()
+    out = SegmentState(0, np.zeros(2 * n, np.float32)[1::2], np.zeros(2 * n, np.float32)[1::2])
+    want = REFERENCE.vgc_step(ref, g, s, VGCParams())
+    assert_same_packet(backend.vgc_step_scratch(state, g, s, VGCParams(), out=out), want)
+    assert_same_state(out, ref)
 
 
 @st.composite

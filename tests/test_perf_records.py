@@ -44,6 +44,22 @@ def test_the_docs_step_table_is_the_recorded_run():
         assert threads == "1" or rows[f"vgc_step_scratch 1%{suffix}"]["vs_one_thread"] < 1
 
 
+def test_the_docs_into_table_is_the_recorded_run():
+    """The table of the scratch step into a spare against copy + step in place (the same
+    record): medians to 0.1 ms and their ratio to 0.01, per thread count."""
+    record = json.loads((ROOT / "docs/performance/step-bench.json").read_text())
+    rows = {r["op"]: r for r in record["rows"]}
+    text = (ROOT / "docs/performance.md").read_text()
+    found = re.findall(r"^\| (\d) \| ([\d.]+) ms \| ([\d.]+) ms \| \*\*([\d.]+)x\*\* \|$", text, re.M)
+    assert sorted(f[0] for f in found) == ["1", "2"], found
+    for threads, copy, into, ratio in found:
+        suffix = f" 1%, {threads} thread(s)"
+        copy_row = rows["copy r, v + vgc_step_scratch" + suffix]
+        into_row = rows["vgc_step_scratch into a spare" + suffix]
+        assert copy == f"{1e3 * copy_row['median']:.1f}" and into == f"{1e3 * into_row['median']:.1f}"
+        assert ratio == f"{into_row['vs_copy_median']:.2f}", threads
+
+
 def test_the_docs_hook_table_is_the_recorded_run():
     """docs/performance.md's table of median steps (10 M and 1 M parameters) holds the
     medians of docs/performance/hook-bench.json, to 0.1 ms, and the VGC / PowerSGD

@@ -165,6 +165,49 @@ def test_compressor_atomic_false_steps_in_turn_with_the_same_results(backend):
         none.compress([np.ones(2, f32), np.array([1.0, np.nan], f32)], atomic=False)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba-cpu"])
+@pytest.mark.parametrize("method", ["vgc", "hybrid", "strom", "topk"])
+def test_compressor_into_steps_into_targets_and_never_writes_its_states(backend, method):
+    """into= (the DDP hook's spares): the packets of an in-place step, its r and v in the
+    targets, the Compressor's own states unchanged, on success and on error; bad targets
+    refused by name before anything runs."""
+    if backend != "numpy":
+        pytest.importorskip("numba")
+    rng = np.random.default_rng(8)
+    sizes = [100_000, 9]
+    g = [rng.standard_normal(n, dtype=f32) for n in sizes]
+    s = [x * x for x in g]
+    opts = {"tau": 0.5} if method in ("hybrid", "strom") else {}
+    comp = Compressor(sizes, method, backend=backend, **opts)
+    twin = Compressor(sizes, method, backend=backend, **opts)
+    variances = s if comp.uses_variance else None
+    for _ in range(2):  # a second step from non-zero state
+        into = [SegmentState(j, np.full(n, 3.0, f32), np.full(n, 3.0, f32)) for j, n in enumerate(sizes)]
+        before = [(st.r.tobytes(), st.v.tobytes()) for st in comp.states]
+        assert comp.compress(g, variances, atomic=False, into=into) == twin.compress(g, variances)
+        assert [(st.r.tobytes(), st.v.tobytes()) for st in comp.states] == before
+        for a, b in zip(into, twin.states):
+            assert a.r.tobytes() == b.r.tobytes() and a.v.tobytes() == b.v.tobytes()
+        comp.states = into  # commit, as the hook does
+    before = [(st.r.tobytes(), st.v.tobytes()) for st in comp.states]
+    spare = [SegmentState.zeros(n, j) for j, n in enumerate(sizes)]
+    with pytest.raises(NonFiniteError):
+        comp.compress([g[0], np.array([np.nan] * 9, f32)], variances, atomic=False, into=spare)
+    assert [(st.r.tobytes(), st.v.tobytes()) for st in comp.states] == before
+    bad_targets = [
+        spare[:1],  # one per segment
+        [spare[0], SegmentState.zeros(9, 5)],  # another segment's id
+        [spare[0], SegmentState.zeros(8, 1)],  # another length
+        [comp.states[0], spare[1]],  # the segment's own state
+    ]
+    for into in bad_targets:
+        with pytest.raises(InputError) as info:
+            comp.compress(g, variances, atomic=False, into=into)
+        assert info.value.name.startswith("into"), str(info.value)
+    with pytest.raises(InputError):
+        comp.compress(g, variances, into=spare)  # atomic steps in place only
+
+
 def test_compressor_methods_produce_their_codecs():
     g = [np.array([1.0, -2.0, 0.001], f32)]
     for method, codec, kw in [

@@ -426,7 +426,11 @@ def _step_vs_yardstick(add, n: int, repeats: int, rng) -> None:
     with 1 thread and with the machine's threads, interleaved: each round times the
     yardstick, then each step, from the same fresh state. Rows give best and median; the
     steps' rows give both as a ratio to the yardstick's with the same threads, and the
-    many-thread step's median over the 1-thread one's (never slower with more threads)."""
+    many-thread step's median over the 1-thread one's (never slower with more threads).
+
+    Two more rows per thread count time the DDP hook's two ways to step a committed
+    state without writing it: copying r and v into a spare and stepping the spare in
+    place, against stepping from the committed state into the spare (``out``)."""
     import numba
 
     from vgc_ref.backends import numba_cpu
@@ -435,12 +439,21 @@ def _step_vs_yardstick(add, n: int, repeats: int, rng) -> None:
     params = VGCParams()
     g, s = step_inputs(n, 0.01, rng)
     state = SegmentState.zeros(n)
+    spare = SegmentState.zeros(n)
     counts = np.empty(-(-n // numba_cpu.CHUNK), np.int32)
     alpha, zeta = params.alpha32, params.zeta32
+
+    def copy_then_step():
+        np.copyto(spare.r, state.r)
+        np.copyto(spare.v, state.v)
+        numba_cpu.vgc_step_scratch(spare, g, s, params)
+
     runs = {
         "yardstick": lambda: fused(g, s, state.r, state.v, alpha, zeta, numba_cpu.CHUNK, counts),
         "step": lambda: numba_cpu.vgc_step(state, g, s, params),
         "scratch": lambda: numba_cpu.vgc_step_scratch(state, g, s, params),
+        "copy": copy_then_step,
+        "into": lambda: numba_cpu.vgc_step_scratch(state, g, s, params, out=spare),
     }
 
     def timed(fn) -> float:
@@ -463,11 +476,20 @@ def _step_vs_yardstick(add, n: int, repeats: int, rng) -> None:
                     times[name].append(timed(fn))
             yard_best, yard_median = min(times["yardstick"]), float(np.median(times["yardstick"]))
             add(f"fused yardstick, {threads} thread(s)", "numba", yard_best, 24 * n, None, median=yard_median)
-            for name, label in (("step", "vgc_step"), ("scratch", "vgc_step_scratch")):
+            copy_median = float(np.median(times["copy"]))
+            labels = {
+                "step": "vgc_step",
+                "scratch": "vgc_step_scratch",
+                "copy": "copy r, v + vgc_step_scratch",
+                "into": "vgc_step_scratch into a spare",
+            }
+            for name, label in labels.items():
                 median = float(np.median(times[name]))
                 step_median[name, threads] = median
                 extra = {}
-                if threads > 1:
+                if name in ("copy", "into"):
+                    extra["vs_copy_median"] = median / copy_median
+                elif threads > 1:
                     extra["vs_one_thread"] = median / step_median[name, 1]
                 add(
                     f"{label} 1%, {threads} thread(s)",

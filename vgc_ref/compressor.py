@@ -176,6 +176,7 @@ class Compressor:
         variances: Sequence[np.ndarray] | None = None,
         *,
         atomic: bool = True,
+        into: Sequence[SegmentState] | None = None,
     ) -> list[Packet]:
         """One step: update every segment's state and return the packets, in segment order.
 
@@ -188,24 +189,61 @@ class Compressor:
         unspecified: the segments before keep their step, and the failing one may be
         partly stepped.
 
+        ``into`` (host states, with ``atomic=False`` only): one SegmentState per segment,
+        of the segment's id and length, that receives the step's r and v; ``self.states``
+        are read and never written, so an error leaves them as they were. vgc and hybrid
+        step straight into them (``vgc_step_scratch``'s ``out``: no copy of r and v); the
+        other methods copy each state into its target and step that. The DDP hook steps
+        its committed states into spares this way.
+
         With the numba-cuda backend, g and s may be device arrays (anything with
         ``__cuda_array_interface__``); none and topk copy them to the host first.
         """
         if self.backend.name == "numba-cuda" and self.method in ("none", "topk"):
             grads = [_on_host(g) for g in grads]
+        if into is not None:
+            self._check_into(into, atomic)
         if atomic or self.method in ("none", "topk"):
             self._check_all(grads, variances)
         else:
             self._check_lists(grads, variances)
         if self.method == "none":
             return [dense_packet(st.segment_id, g) for st, g in zip(self.states, grads)]
+        states = self.states
+        if into is not None and not self.uses_variance:  # steps without an out: copy, step the copy
+            for st, target in zip(states, into):
+                target.r[...] = st.r
+                target.v[...] = st.v
+            states = into
         if self.method == "topk":
-            return [topk_step(st, g, self.params) for st, g in zip(self.states, grads)]
+            return [topk_step(st, g, self.params) for st, g in zip(states, grads)]
         if self.method == "strom":
             step = self.backend.strom_step
-            return [step(st, g, self.params) for st, g in zip(self.states, grads)]
-        step = self.backend.vgc_step if atomic else self.backend.vgc_step_scratch
-        return [step(st, g, s, self.params) for st, g, s in zip(self.states, grads, variances)]
+            return [step(st, g, self.params) for st, g in zip(states, grads)]
+        if atomic:
+            step = self.backend.vgc_step
+            return [step(st, g, s, self.params) for st, g, s in zip(states, grads, variances)]
+        step = self.backend.vgc_step_scratch
+        targets = into if into is not None else states
+        return [step(st, g, s, self.params, out) for st, g, s, out in zip(states, grads, variances, targets)]
+
+    def _check_into(self, into: Sequence[SegmentState], atomic: bool) -> None:
+        """``into`` holds one host state per segment, of its id and length (compress)."""
+        if atomic or self.device_state:
+            raise InputError("into", "given", "needs atomic=False and host states")
+        if len(into) != len(self.states):
+            raise InputError("into", f"{len(into)} states", f"must hold one per segment ({len(self.states)})")
+        for j, (st, target) in enumerate(zip(self.states, into)):
+            if not isinstance(target, SegmentState) or (target.segment_id, target.n) != (st.segment_id, st.n):
+                raise InputError(
+                    f"into[{j}]",
+                    repr(target)[:60],
+                    f"must be a SegmentState of segment {st.segment_id}, length {st.n}",
+                )
+            if target is st:
+                raise InputError(
+                    f"into[{j}]", "the segment's own state", "must be another state (or leave into out)"
+                )
 
     def message(self, grads: Sequence[np.ndarray], variances: Sequence[np.ndarray] | None = None) -> bytes:
         """One step, encoded: ``encode_message(self.compress(grads, variances))``."""

@@ -117,16 +117,54 @@ def vgc_step(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParam
     return _quantize_and_update(state, r, v, candidate, params.zeta32, params.residual)
 
 
-def vgc_step_scratch(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParams) -> Packet:
-    """:func:`vgc_step` for a caller that throws ``state`` away when the step raises.
+def vgc_step_scratch(
+    state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParams, out: SegmentState | None = None
+) -> Packet:
+    """:func:`vgc_step` for a caller that throws the stepped r and v away when the step raises.
 
-    On success, the same packet, r and v as :func:`vgc_step`; on error, the same error,
-    after which r and v are unspecified (a backend may have stepped part of them). The
-    DDP hook steps a spare copy of each committed state this way, which lets a backend
-    validate and write in one pass. The reference's is :func:`vgc_step` itself, which
-    leaves the state unchanged: more than the contract asks.
+    Without ``out``: ``state`` is stepped in place. On success, the same packet, r and v as
+    :func:`vgc_step`; on error, the same error, after which r and v are unspecified (a
+    backend may have stepped part of them).
+
+    With ``out`` (a SegmentState of the same length that shares no memory with ``state``,
+    ``g`` or ``s``, or ``state`` itself): ``state`` is only read, never written, and the
+    new r and v go to ``out``: on success the packet of ``state``'s step (its segment id)
+    and, in ``out``, the r and v that :func:`vgc_step` would have left in ``state``; on
+    error the same error, ``state`` unchanged and ``out`` unspecified. ``out`` is checked
+    before anything else (:func:`check_out`). The DDP hook steps its committed state into
+    a spare this way: no copy of r and v per step, and no write to the committed state.
+
+    Either way a backend may validate and write in one pass. The reference's is
+    :func:`vgc_step` on a copy, which leaves ``out`` unchanged on error: more than the
+    contract asks.
     """
-    return vgc_step(state, g, s, params)
+    if not isinstance(params, VGCParams):
+        raise TypeError(f"params must be VGCParams, not {type(params).__name__}")
+    if out is None or out is state:
+        return vgc_step(state, g, s, params)
+    check_out(state, out, g, s)
+    stepped = state.copy()
+    packet = vgc_step(stepped, g, s, params)
+    out.r[...] = stepped.r
+    out.v[...] = stepped.v
+    return packet
+
+
+def check_out(state: SegmentState, out: SegmentState, g: np.ndarray, s: np.ndarray | None) -> None:
+    """Raise InputError unless ``out`` can receive ``state``'s stepped r and v.
+
+    ``out`` must be a SegmentState of ``state``'s length whose r and v share no memory
+    with ``state``'s r and v, with ``g`` or with ``s`` (numpy.may_share_memory: bounds
+    only, so arrays interleaved in one buffer are refused too).
+    """
+    if not isinstance(out, SegmentState):
+        raise InputError("out", type(out).__name__, "must be a SegmentState (or None: step in place)")
+    if out.n != state.n:
+        raise InputError("out", f"length {out.n}", f"must be the state's length {state.n}")
+    for mine in (out.r, out.v):
+        for name, other in (("state.r", state.r), ("state.v", state.v), ("g", g), ("s", s)):
+            if isinstance(other, np.ndarray) and np.may_share_memory(mine, other):
+                raise InputError("out", f"r or v overlapping {name}", "must share no memory with it")
 
 
 def _quantize_and_update(

@@ -7,8 +7,9 @@ NumPy reference, so that any of them can stand in for any other. Choose one by n
 Operations (all update state in place only when they do not raise):
 
 * ``vgc_step(state, g, s, params) -> Packet`` -- docs/algorithm.md section 3
-* ``vgc_step_scratch(state, g, s, params) -> Packet`` -- vgc_step for a state the caller
-  throws away on error: the same results and errors, but r and v unspecified after one
+* ``vgc_step_scratch(state, g, s, params, out=None) -> Packet`` -- vgc_step for a state
+  the caller throws away on error: the same results and errors, but r and v unspecified
+  after one; with ``out``, state is only read and the new r and v go to out
 * ``strom_step(state, g, params) -> Packet`` -- section 4
 * ``check_step(state, g, s) -> None`` -- the validation of a step (s None for Strom),
   without changing anything; used to validate every segment before any is stepped

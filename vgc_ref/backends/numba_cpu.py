@@ -68,7 +68,7 @@ from vgc_ref import encoding, quantize
 from vgc_ref.aggregate import check_messages, rank_ordered_segments
 from vgc_ref.backends import Backend, numba_conv, numba_portable
 from vgc_ref.backends.numba_portable import column_sums
-from vgc_ref.criterion import check_finite, missing_variance
+from vgc_ref.criterion import check_finite, check_out, missing_variance
 from vgc_ref.encoding import decode_message
 from vgc_ref.errors import (
     AccumulatorOverflowError,
@@ -363,6 +363,10 @@ def _gather_words(scratch, chunk, counts, offset, words):
 # is known, one sequential pass over the lists writes the words of the candidates at or
 # above the segment's threshold and puts back r and v of those a chunk sent that are not
 # (r - q + q = r exactly, since r - q was exact; v from the list).
+#
+# With ``out``, the pass reads r and v and writes out's (the DDP hook steps its committed
+# state into a spare): everything above holds with r and v read from the state and
+# written, listed and put back in out, so the state is never written.
 
 
 @njit(**_JIT)
@@ -388,6 +392,19 @@ def _vgc_one_sub(g, s, r, v, alpha, zeta, tau, flag):
         flag[i] = (ri * ri > alpha * vi) & (abs(ri) >= tau)  # 2.
 
 
+@njit(**_JIT)
+def _vgc_one_sub_into(g, s, r, v, r_out, v_out, alpha, zeta, tau, flag):
+    """_vgc_one_sub from r and v into r_out and v_out, arrays they do not overlap. (One
+    kernel for both would take r_out = r at run time, where LLVM's overlap check sends
+    the loop to its scalar version: the in-place step would run 1.6x slower.)"""
+    for i in range(g.shape[0]):
+        ri = r[i] + g[i]
+        vi = v[i] + s[i]
+        r_out[i] = ri
+        v_out[i] = zeta * vi
+        flag[i] = (ri * ri > alpha * vi) & (abs(ri) >= tau)
+
+
 @njit(inline="always", **_JIT)
 def _list_flagged(flag64, first, r, v, cand, cand_r, cand_v, pos, max_bits):
     """Append first + j, r[j] and v[j] for each set flag byte j (8 flags per test; r and v
@@ -407,11 +424,15 @@ def _list_flagged(flag64, first, r, v, cand, cand_r, cand_v, pos, max_bits):
 
 
 @njit(parallel=True, **_JIT)
-def _vgc_one_pass(g, s, r, v, alpha, zeta, tau, feedback, chunk, bad, max_bits, sent_at, counts, lists):
-    """The one pass. Chunk c lists its candidates at lists[:, c*chunk:] (index, r, v as
-    uint32 bits), counts[c] of them, sends those at or above sent_at[c] (its own
-    threshold), and leaves bad[c] as _vgc_scan does (-1 everywhere with no bad input)."""
+def _vgc_one_pass(
+    g, s, r, v, r_out, v_out, alpha, zeta, tau, feedback, chunk, bad, max_bits, sent_at, counts, lists
+):
+    """The one pass, from r and v into r_out and v_out (the same arrays for a step in
+    place). Chunk c lists its candidates at lists[:, c*chunk:] (index, r, v as uint32
+    bits), counts[c] of them, sends those at or above sent_at[c] (its own threshold), and
+    leaves bad[c] as _vgc_scan does (-1 everywhere with no bad input)."""
     n = g.shape[0]
+    in_place = r_out.ctypes.data == r.ctypes.data
     cand = lists[0]
     cand_r = lists[1].view(np.float32)
     cand_v = lists[2].view(np.float32)
@@ -429,12 +450,19 @@ def _vgc_one_pass(g, s, r, v, alpha, zeta, tau, feedback, chunk, bad, max_bits, 
             if not _sub_ok(g[a:b], s[a:b], r[a:b], v[a:b]):
                 _first_bad(g, s, r, v, a, hi, bad[c])  # [lo, a) is good and written
                 break
-            _vgc_one_sub(g[a:b], s[a:b], r[a:b], v[a:b], alpha, zeta, tau, flag)
+            if in_place:
+                _vgc_one_sub(g[a:b], s[a:b], r[a:b], v[a:b], alpha, zeta, tau, flag)
+            else:
+                _vgc_one_sub_into(
+                    g[a:b], s[a:b], r[a:b], v[a:b], r_out[a:b], v_out[a:b], alpha, zeta, tau, flag
+                )
             m = b - a
             m8 = (m + 7) >> 3
             for j in range(m, 8 * m8):  # a short last sub-block: clear stale flags
                 flag[j] = False
-            pos, m_bits = _list_flagged(flag64[:m8], a, r[a:b], v[a:b], cand, cand_r, cand_v, pos, m_bits)
+            pos, m_bits = _list_flagged(
+                flag64[:m8], a, r_out[a:b], v_out[a:b], cand, cand_r, cand_v, pos, m_bits
+            )
         counts[c] = pos - lo
         max_bits[c] = m_bits
         threshold = _chunk_threshold(m_bits, tau)
@@ -443,8 +471,8 @@ def _vgc_one_pass(g, s, r, v, alpha, zeta, tau, feedback, chunk, bad, max_bits, 
             ri = cand_r[t]
             if abs(ri) >= threshold:
                 j = cand[t]
-                r[j] = _sent_value(ri, feedback)[0]
-                v[j] = F32_ZERO
+                r_out[j] = _sent_value(ri, feedback)[0]
+                v_out[j] = F32_ZERO
 
 
 @njit(parallel=True, **_JIT)
@@ -902,16 +930,18 @@ def _vgc_scan_checked(state: SegmentState, g: np.ndarray, s: np.ndarray, params:
     return g, s, r, v, max_bits
 
 
-def _vgc_packet(state: SegmentState, r: np.ndarray, v: np.ndarray, E: int, counts, scratch) -> Packet:
+def _vgc_packet(
+    state: SegmentState, out: SegmentState, r: np.ndarray, v: np.ndarray, E: int, counts, scratch
+) -> Packet:
     """The words of chunk c (counts[c] of them at scratch[c * CHUNK:]) gathered in chunk
-    order into the packet; r and v written back to the state where they are copies."""
+    order into ``state``'s packet; r and v written back to ``out`` where they are copies."""
     offset, total = _exclusive_sum(counts)
     words = np.empty(total, np.uint32)
     # The gather moves the words only (about 1 % of n): on the calling thread below
     # GATHER_SERIAL_MAX, where waking the pool under load cost more than the pass.
     size = 0 if total <= GATHER_SERIAL_MAX else state.n  # 0: the serial twin
     _launch(_gather_words, size, scratch, CHUNK, counts, offset, words)
-    _write_back(state, r, v)
+    _write_back(out, r, v)
     return Packet(state.segment_id, state.n, Codec.VGC_Q4, E, words)
 
 
@@ -944,34 +974,59 @@ def vgc_step(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParam
     scratch = _scratch(state.n)  # chunk c's words start at c * CHUNK
     alpha, zeta = params.alpha32, params.zeta32
     _launch(_vgc_write, state.n, g, s, r, v, alpha, zeta, threshold, feedback, E, CHUNK, counts, scratch)
-    return _vgc_packet(state, r, v, E, counts, scratch)
+    return _vgc_packet(state, state, r, v, E, counts, scratch)
 
 
-def vgc_step_scratch(state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParams) -> Packet:
+def vgc_step_scratch(
+    state: SegmentState, g: np.ndarray, s: np.ndarray, params: VGCParams, out: SegmentState | None = None
+) -> Packet:
     """One VGC step on a scratch state; twin of :func:`vgc_ref.criterion.vgc_step_scratch`.
 
-    On success the packet, r and v of :func:`vgc_step`; on error its error, with r and v
-    partly stepped. One pass over g, s, r and v, then one over the candidates only
-    (section "VGC step on a scratch state").
+    On success the packet, r and v of :func:`vgc_step` (in ``out`` when given); on error
+    its error, with r and v partly stepped (``out``'s; ``state`` is then unchanged). One
+    pass over g, s, r and v, then one over the candidates only (section "VGC step on a
+    scratch state").
     """
     if not isinstance(params, VGCParams):
         raise TypeError(f"params must be VGCParams, not {type(params).__name__}")
+    if out is None:
+        out = state
+    elif out is not state:
+        check_out(state, out, g, s)
     if s is None:
         check_step(state, g, None)  # g's errors first
         raise missing_variance()
     g, s, r, v, bad, max_bits = _vgc_arrays(state, g, s)
+    r_out, v_out = (r, v) if out is state else _contiguous_state(out)
     counts = np.empty(bad.shape[0], np.int64)
     sent_at = np.empty(bad.shape[0], np.float32)
     lists = _scratch(3 * state.n, "lists").reshape(3, state.n)  # chunk c's list at c * CHUNK
     alpha, zeta, tau = params.alpha32, params.zeta32, params.tau32
     feedback = params.residual == "feedback"
-    args = (g, s, r, v, alpha, zeta, tau, feedback, CHUNK, bad, max_bits, sent_at, counts, lists)
+    args = (
+        g,
+        s,
+        r,
+        v,
+        r_out,
+        v_out,
+        alpha,
+        zeta,
+        tau,
+        feedback,
+        CHUNK,
+        bad,
+        max_bits,
+        sent_at,
+        counts,
+        lists,
+    )
     _launch(_vgc_one_pass, state.n, *args)
     _raise_first_bad(bad, state, g, s)  # the values it names are still unwritten
     E = _largest_exponent(int(max_bits.max(initial=0)))
     threshold = _send_threshold(E, tau)
-    _launch(_vgc_words_listed, state.n, r, v, threshold, feedback, E, CHUNK, sent_at, counts, lists)
-    return _vgc_packet(state, r, v, E, counts, lists[0])
+    _launch(_vgc_words_listed, state.n, r_out, v_out, threshold, feedback, E, CHUNK, sent_at, counts, lists)
+    return _vgc_packet(state, out, r_out, v_out, E, counts, lists[0])
 
 
 def _strom_scan_checked(state: SegmentState, g: np.ndarray, params: StromParams):

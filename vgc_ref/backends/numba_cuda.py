@@ -56,7 +56,7 @@ from vgc_ref.backends.numba_cpu import (
     _raise_first_bad,
     decode_messages,
 )
-from vgc_ref.criterion import missing_variance
+from vgc_ref.criterion import check_out, missing_variance
 from vgc_ref.encoding import encode_message
 from vgc_ref.errors import InputError, NonFiniteError
 from vgc_ref.packet import MAX_SEGMENT_LEN, Codec, Packet
@@ -514,10 +514,35 @@ def dense_grad_var(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.nda
     return d_gw.copy_to_host(), d_sw.copy_to_host(), d_gb.copy_to_host(), d_sb.copy_to_host()
 
 
+def vgc_step_scratch(state, g, s, params: VGCParams, out=None) -> Packet:
+    """Twin of :func:`vgc_ref.criterion.vgc_step_scratch`: this backend's step is
+    transactional (more than asked); with ``out`` (a state of the same kind and length
+    as ``state``), ``state`` is stepped on a copy that is then copied into ``out``."""
+    if not isinstance(params, VGCParams):
+        raise TypeError(f"params must be VGCParams, not {type(params).__name__}")
+    if out is None or out is state:
+        return vgc_step(state, g, s, params)
+    if isinstance(state, SegmentState):
+        check_out(state, out, g, s)
+    elif not isinstance(out, DeviceSegmentState) or out.n != state.n:
+        raise InputError(
+            "out", repr(out), f"must be a DeviceSegmentState of length {state.n}, like the state"
+        )
+    stepped = state.copy()
+    packet = vgc_step(stepped, g, s, params)
+    if isinstance(out, SegmentState):
+        out.r[...] = stepped.r
+        out.v[...] = stepped.v
+    else:
+        out.r.copy_to_device(stepped.r)
+        out.v.copy_to_device(stepped.v)
+    return packet
+
+
 BACKEND = Backend(
     name="numba-cuda",
     vgc_step=vgc_step,
-    vgc_step_scratch=vgc_step,  # its step is transactional: more than asked
+    vgc_step_scratch=vgc_step_scratch,
     strom_step=strom_step,
     check_step=check_step,
     encode_message=encode_message,  # the packets' words are host arrays

@@ -150,10 +150,12 @@ class _ParamState:
         """Pieces a step may change without changing the committed state (step 3).
 
         With a ``device``, the device spares (the device state is made from the host
-        pieces at the first call: one upload); else the host spares, overwritten with
-        the committed r and v. The spares are allocated once and swapped with the
-        committed pieces at commit: a fresh copy per step cost a page fault per page and
-        a re-validation of values already valid (docs/performance.md).
+        pieces at the first call: one upload), holding the committed r and v. Else the
+        host spares, as they are: the step reads the committed pieces and writes every
+        element of these (``Compressor.compress``'s ``into``). The spares are allocated
+        once and swapped with the committed pieces at commit: a fresh copy per step cost
+        a page fault per page, and copying r and v into them a third of the step
+        (docs/performance.md).
         """
         if device is not None:
             if self.device is None:
@@ -161,9 +163,6 @@ class _ParamState:
             return self.device.scratch()
         if self.spares is None:
             self.spares = [SegmentState.zeros(st.n) for st in self.states]
-        for spare, st in zip(self.spares, self.states):
-            np.copyto(spare.r, st.r)
-            np.copyto(spare.v, st.v)
         return self.spares
 
     def commit(self, stepped: list) -> None:
@@ -390,7 +389,10 @@ class VGCHookState:
         backend, on_device = self._backend_for(device)
         aside = _Aside()
         comp = self._compressor(params, backend)
-        g_list, s_list, dense, scratch = [], [], [], []  # per segment, in message order
+        # Per segment, in message order: g, s, dense or not, the state stepped into
+        # (scratch) and the one stepped from (start: the committed one on the host; on
+        # the device path the device spare, which holds the committed r and v).
+        g_list, s_list, dense, scratch, start = [], [], [], [], []
         # On the device path every Numba call below runs in the bucket's device context.
         with dev.kernels(device) if on_device else contextlib.nullcontext():
             for p, g in zip(params, grads):
@@ -404,21 +406,24 @@ class VGCHookState:
                 # strom); a dense parameter's stay 0 on the host.
                 in_device = on_device and comp.device_state and not is_dense
                 copies = self.params[p].scratch(device if in_device else None)
+                committed = copies if in_device else self.params[p].states
                 aside.states[p] = copies
-                for (g_piece, s_piece), st in zip(pieces, copies):
-                    st.segment_id = len(g_list)  # the segment's position in this bucket's message
+                for (g_piece, s_piece), st, old in zip(pieces, copies, committed):
+                    st.segment_id = old.segment_id = len(g_list)  # the position in this bucket's message
                     g_list.append(g_piece)
                     s_list.append(s_piece)
                     dense.append(is_dense)
                     scratch.append(st)
+                    start.append(old)
             if on_device:
                 dev.to_numba(device)  # the casts, s and the views are torch's work on its stream
             # The compressed segments in one Compressor step (which checks them all first),
             # the dense ones as DENSE packets (r and v stay 0), merged back in segment order.
-            comp.states = [st for st, d in zip(scratch, dense) if not d]
+            comp.states = [st for st, d in zip(start, dense) if not d]
             g_c = [g for g, d in zip(g_list, dense) if not d]
             s_c = [s for s, d in zip(s_list, dense) if not d] if self.tracker is not None else None
-            compressed = iter(comp.compress(g_c, s_c, atomic=False))  # scratch: all or nothing above
+            into = None if comp.device_state else [st for st, d in zip(scratch, dense) if not d]
+            compressed = iter(comp.compress(g_c, s_c, atomic=False, into=into))  # all or nothing above
             if on_device:
                 dev.to_torch(device)  # Numba has read g and s before DDP reuses the bucket
         packets = [
