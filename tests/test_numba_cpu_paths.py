@@ -93,6 +93,31 @@ def test_strom_step_and_aggregation_equal_the_reference_on_either_path(path):
     check()
 
 
+@given(st.data())
+def test_accumulate_divides_sparse_and_dense_chunks_as_the_reference(data):
+    """One segment of two chunks, P = 3 (x / 3 is inexact, so a skipped or repeated
+    division shows): chunk 0 holds fewer words than 1 per 2^DIVIDE_ALL_SHIFT elements
+    (only its touched elements are divided), chunk 1 more (the whole chunk is)."""
+    chunk = numba_cpu.CHUNK
+    n = 2 * chunk
+    limit = chunk >> numba_cpu.DIVIDE_ALL_SHIFT
+    messages = []
+    for w in range(3):
+        sparse = data.draw(st.integers(1, limit - 1), label=f"rank {w}: sent in chunk 0")
+        dense = data.draw(st.integers(limit, 4 * limit), label=f"rank {w}: sent in chunk 1")
+        rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+        g = np.zeros(n, np.float32)
+        sent = np.concatenate(
+            [rng.choice(chunk, sparse, replace=False), chunk + rng.choice(chunk, dense, replace=False)]
+        )
+        g[sent] = rng.uniform(1, 8, sent.size).astype(np.float32) * rng.choice([-1, 1], sent.size)
+        packet = REFERENCE.vgc_step(SegmentState.zeros(n), g, np.zeros(n, np.float32), VGCParams())
+        messages.append(encode_message([packet]))
+    want = REFERENCE.decode_accumulate(messages, [n])[0]
+    got = BACKEND.decode_accumulate(messages, [n])[0]
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def test_small_segments_take_no_parallel_region_and_large_ones_do(monkeypatch):
     lock = CountingLock()
     monkeypatch.setattr(numba_cpu, "_PARALLEL_LOCK", lock)

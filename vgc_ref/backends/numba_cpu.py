@@ -753,6 +753,11 @@ def _divide_touched(out, words, shift, lo, p32, done):
             out[i] = out[i] / p32
 
 
+#: _accumulate divides a whole chunk (vectorized) from one word per 2^DIVIDE_ALL_SHIFT
+#: of its elements on, only the touched elements below that (docs/performance.md).
+DIVIDE_ALL_SHIFT = 4
+
+
 @njit(parallel=True, **_JIT)
 def _accumulate(out, words, start, codec, param, n_ranks, chunk):
     """out[i] = (sum over ranks, in rank order, of q_{w,i}) / float32(P), from +0.0.
@@ -761,9 +766,10 @@ def _accumulate(out, words, start, codec, param, n_ranks, chunk):
     with codec[w] and param[w]. Chunks of out are independent: each one finds each rank's
     words for its index range by binary search (words are sorted by index) and adds them
     in rank order while the chunk is in cache. Then each element is divided by
-    float32(P) exactly once: the whole chunk when a rank is DENSE, else only the touched
-    elements (a bit set per chunk marks those done; untouched ones hold +0.0, and
-    +0.0 / P = +0.0).
+    float32(P) exactly once: the whole chunk when a rank is DENSE or the chunk has at
+    least one word per 2^DIVIDE_ALL_SHIFT elements (one vectorized pass), else only the
+    touched elements (a bit set per chunk marks those done). The bits are the same either
+    way: untouched elements hold +0.0, and +0.0 / P = +0.0.
     """
     n = out.shape[0]
     p32 = np.float32(n_ranks)
@@ -795,8 +801,11 @@ def _accumulate(out, words, start, codec, param, n_ranks, chunk):
                 first[w] = _lower_bound(words, a, b, np.int64(lo) << 1)
                 last[w] = _lower_bound(words, first[w], b, np.int64(hi) << 1)
                 _add_strom(o, words[first[w] : last[w]], lo, np.uint32(param[w]))
-        if any_dense:
-            _divide(o, p32)
+        touched = 0
+        for w in range(codec.shape[0]):
+            touched += last[w] - first[w]
+        if any_dense or touched >= (hi - lo) >> DIVIDE_ALL_SHIFT:
+            _divide(o, p32)  # every element; an untouched +0.0 stays +0.0
         else:
             done = np.zeros((hi - lo + 63) >> 6, np.uint64)
             for w in range(codec.shape[0]):
