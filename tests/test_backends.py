@@ -386,15 +386,17 @@ def test_vgc_step_scratch_on_strided_views_writes_the_views(backend):
 @st.composite
 def chunked_cases(draw):
     """2 to 4 chunks of numba-cpu's one pass (2^16 elements) and a ragged end; each chunk's
-    values at a scale of its own (2^-40 .. 2^40), so that the chunks' own largest
-    exponents differ and what a chunk sends by its own threshold is often taken back;
-    maybe bad values in a later chunk (after earlier chunks were written)."""
-    from vgc_ref.backends.numba_cpu import CHUNK
+    values, or each sub-block's (2048 elements), at a scale of its own (2^-40 .. 2^40), so
+    that the running threshold of a chunk and the segment's differ and what a sub-block
+    sends is often taken back; maybe bad values in a later chunk (after earlier chunks
+    were written)."""
+    from vgc_ref.backends.numba_cpu import CHUNK, SUB
 
     chunks = draw(st.integers(2, 4), label="chunks")
     n = chunks * CHUNK + draw(st.sampled_from([0, 1, 77, 2047, 2049]), label="ragged end")
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
-    scale = np.repeat(2.0 ** rng.integers(-40, 41, chunks + 1), CHUNK)[:n]
+    block = draw(st.sampled_from([CHUNK, SUB]), label="elements per scale")
+    scale = np.repeat(2.0 ** rng.integers(-40, 41, n // block + 1), block)[:n]
     g = (rng.standard_normal(n) * scale).astype(np.float32)
     s = (g.astype(np.float64) ** 2 * rng.uniform(0.0, 1.5, n)).astype(np.float32)
     r = (rng.standard_normal(n) * scale * draw(st.sampled_from([0.0, 1.0]), label="r")).astype(np.float32)

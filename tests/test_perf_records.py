@@ -60,6 +60,20 @@ def test_the_docs_into_table_is_the_recorded_run():
         assert ratio == f"{into_row['vs_copy_median']:.2f}", threads
 
 
+def test_the_docs_twelve_percent_table_is_the_recorded_run():
+    """The table of the scratch step at 12 % sent, in place and into a spare (the same
+    record): medians to 0.1 ms, per thread count."""
+    record = json.loads((ROOT / "docs/performance/step-bench.json").read_text())
+    rows = {r["op"]: r for r in record["rows"]}
+    text = (ROOT / "docs/performance.md").read_text()
+    found = re.findall(r"^\| (\d) \| ([\d.]+) ms \| ([\d.]+) ms \|$", text, re.M)
+    assert sorted(f[0] for f in found) == ["1", "2"], found
+    for threads, in_place, into in found:
+        suffix = f" 12%, {threads} thread(s)"
+        assert in_place == f"{1e3 * rows['vgc_step_scratch' + suffix]['median']:.1f}", threads
+        assert into == f"{1e3 * rows['vgc_step_scratch into a spare' + suffix]['median']:.1f}", threads
+
+
 def test_the_docs_hook_table_is_the_recorded_run():
     """docs/performance.md's table of median steps (10 M and 1 M parameters) holds the
     medians of docs/performance/hook-bench.json, to 0.1 ms, and the VGC / PowerSGD

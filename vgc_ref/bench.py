@@ -430,7 +430,9 @@ def _step_vs_yardstick(add, n: int, repeats: int, rng) -> None:
 
     Two more rows per thread count time the DDP hook's two ways to step a committed
     state without writing it: copying r and v into a spare and stepping the spare in
-    place, against stepping from the committed state into the spare (``out``)."""
+    place, against stepping from the committed state into the spare (``out``). Two last
+    rows time vgc_step_scratch, in place and into the spare, at 12 % sent, about what
+    the hook's benchmark models send (python -m vgc_ref.torch.bench)."""
     import numba
 
     from vgc_ref.backends import numba_cpu
@@ -438,6 +440,7 @@ def _step_vs_yardstick(add, n: int, repeats: int, rng) -> None:
     fused = fused_yardstick()
     params = VGCParams()
     g, s = step_inputs(n, 0.01, rng)
+    g12, s12 = step_inputs(n, 0.12, rng)
     state = SegmentState.zeros(n)
     spare = SegmentState.zeros(n)
     counts = np.empty(-(-n // numba_cpu.CHUNK), np.int32)
@@ -454,6 +457,8 @@ def _step_vs_yardstick(add, n: int, repeats: int, rng) -> None:
         "scratch": lambda: numba_cpu.vgc_step_scratch(state, g, s, params),
         "copy": copy_then_step,
         "into": lambda: numba_cpu.vgc_step_scratch(state, g, s, params, out=spare),
+        "scratch 12%": lambda: numba_cpu.vgc_step_scratch(state, g12, s12, params),
+        "into 12%": lambda: numba_cpu.vgc_step_scratch(state, g12, s12, params, out=spare),
     }
 
     def timed(fn) -> float:
@@ -478,10 +483,12 @@ def _step_vs_yardstick(add, n: int, repeats: int, rng) -> None:
             add(f"fused yardstick, {threads} thread(s)", "numba", yard_best, 24 * n, None, median=yard_median)
             copy_median = float(np.median(times["copy"]))
             labels = {
-                "step": "vgc_step",
-                "scratch": "vgc_step_scratch",
-                "copy": "copy r, v + vgc_step_scratch",
-                "into": "vgc_step_scratch into a spare",
+                "step": "vgc_step 1%",
+                "scratch": "vgc_step_scratch 1%",
+                "copy": "copy r, v + vgc_step_scratch 1%",
+                "into": "vgc_step_scratch into a spare 1%",
+                "scratch 12%": "vgc_step_scratch 12%",
+                "into 12%": "vgc_step_scratch into a spare 12%",
             }
             for name, label in labels.items():
                 median = float(np.median(times[name]))
@@ -489,10 +496,10 @@ def _step_vs_yardstick(add, n: int, repeats: int, rng) -> None:
                 extra = {}
                 if name in ("copy", "into"):
                     extra["vs_copy_median"] = median / copy_median
-                elif threads > 1:
+                elif threads > 1 and name in ("step", "scratch"):
                     extra["vs_one_thread"] = median / step_median[name, 1]
                 add(
-                    f"{label} 1%, {threads} thread(s)",
+                    f"{label}, {threads} thread(s)",
                     "numba-cpu",
                     min(times[name]),
                     24 * n,

@@ -357,12 +357,16 @@ def _gather_words(scratch, chunk, counts, offset, words):
 # index of each check from there on, over values still unwritten, so the error is the
 # reference's.
 #
-# Sending needs the segment's E, known only after the pass. Each chunk sends at once, while
-# its r and v are in cache, every candidate at or above its own threshold (from its own
-# largest exponent, which is at most E, so the threshold is at most the segment's). Once E
-# is known, one sequential pass over the lists writes the words of the candidates at or
-# above the segment's threshold and puts back r and v of those a chunk sent that are not
-# (r - q + q = r exactly, since r - q was exact; v from the list).
+# Sending needs the segment's E, known only after the pass. Each sub-block sends at once,
+# while it is in L1, every candidate at or above the chunk's running threshold: the
+# threshold of the largest |r| among the chunk's candidates so far, this sub-block's
+# included. That largest |r| only grows and is at most the segment's, so the running
+# threshold is at most the segment's: every candidate the segment sends is sent here, and
+# a candidate left unsent here is unsent in the segment too. The sent ones are listed with
+# their r and v from before the send. Once E is known, one sequential pass over the lists
+# writes the words of those at or above the segment's threshold and puts back r and v of
+# the others (from the list). Where the scale of |r| does not grow along the segment,
+# those are few: the running threshold soon reaches the segment's.
 #
 # With ``out``, the pass reads r and v and writes out's (the DDP hook steps its committed
 # state into a spare): everything above holds with r and v read from the state and
@@ -405,32 +409,43 @@ def _vgc_one_sub_into(g, s, r, v, r_out, v_out, alpha, zeta, tau, flag):
         flag[i] = (ri * ri > alpha * vi) & (abs(ri) >= tau)
 
 
+@njit(**_JIT)
+def _candidates_max(flag, r):
+    """The largest bits of |r[i]| over the flagged i (0 for none; vectorized)."""
+    m = U32_ZERO
+    for i in range(r.shape[0]):
+        m = _umax32(m, np.uint32(_bits(abs(r[i])) & (U32_ZERO - np.uint32(flag[i]))))
+    return m
+
+
 @njit(inline="always", **_JIT)
-def _list_flagged(flag64, first, r, v, cand, cand_r, cand_v, pos, max_bits):
-    """Append first + j, r[j] and v[j] for each set flag byte j (8 flags per test; r and v
-    are the sub-block, in L1); returns the new pos and the largest bits of |r| listed."""
+def _send_listed(flag64, first, r, v, threshold, feedback, cand, cand_r, cand_v, pos):
+    """For each set flag byte j (8 flags per test; r and v are the sub-block, in L1) with
+    |r[j]| >= threshold: append first + j, r[j] and v[j], then send it (steps 3 and 5;
+    v[j] = 0). Returns the new pos."""
     for t in range(flag64.shape[0]):
         x = flag64[t]
         while x != 0:
             j = 8 * t + (trailing_zeros(x) >> 3)
-            rj = r[j]
-            cand[pos] = np.uint32(first + j)
-            cand_r[pos] = rj
-            cand_v[pos] = v[j]
-            max_bits = _umax32(max_bits, _bits(abs(rj)))
             x &= x - np.uint64(1)
-            pos += 1
-    return pos, max_bits
+            rj = r[j]
+            if abs(rj) >= threshold:
+                cand[pos] = np.uint32(first + j)
+                cand_r[pos] = rj
+                cand_v[pos] = v[j]
+                r[j] = _sent_value(rj, feedback)[0]
+                v[j] = F32_ZERO
+                pos += 1
+    return pos
 
 
 @njit(parallel=True, **_JIT)
-def _vgc_one_pass(
-    g, s, r, v, r_out, v_out, alpha, zeta, tau, feedback, chunk, bad, max_bits, sent_at, counts, lists
-):
+def _vgc_one_pass(g, s, r, v, r_out, v_out, alpha, zeta, tau, feedback, chunk, bad, max_bits, counts, lists):
     """The one pass, from r and v into r_out and v_out (the same arrays for a step in
-    place). Chunk c lists its candidates at lists[:, c*chunk:] (index, r, v as uint32
-    bits), counts[c] of them, sends those at or above sent_at[c] (its own threshold), and
-    leaves bad[c] as _vgc_scan does (-1 everywhere with no bad input)."""
+    place). Chunk c sends its candidates at or above its running threshold and lists them
+    at lists[:, c*chunk:] (index, r, v before the send, as uint32 bits), counts[c] of
+    them; max_bits[c] is the largest bits of |r| among all its candidates; bad[c] is left
+    as _vgc_scan leaves it (-1 everywhere with no bad input)."""
     n = g.shape[0]
     in_place = r_out.ctypes.data == r.ctypes.data
     cand = lists[0]
@@ -447,39 +462,31 @@ def _vgc_one_pass(
         pos = lo
         for a in range(lo, hi, SUB):
             b = min(a + SUB, hi)
+            m = b - a
             if not _sub_ok(g[a:b], s[a:b], r[a:b], v[a:b]):
                 _first_bad(g, s, r, v, a, hi, bad[c])  # [lo, a) is good and written
                 break
             if in_place:
-                _vgc_one_sub(g[a:b], s[a:b], r[a:b], v[a:b], alpha, zeta, tau, flag)
+                r_new, v_new = r[a:b], v[a:b]
+                _vgc_one_sub(g[a:b], s[a:b], r_new, v_new, alpha, zeta, tau, flag)
             else:
-                _vgc_one_sub_into(
-                    g[a:b], s[a:b], r[a:b], v[a:b], r_out[a:b], v_out[a:b], alpha, zeta, tau, flag
-                )
-            m = b - a
+                r_new, v_new = r_out[a:b], v_out[a:b]
+                _vgc_one_sub_into(g[a:b], s[a:b], r[a:b], v[a:b], r_new, v_new, alpha, zeta, tau, flag)
+            m_bits = _umax32(m_bits, _candidates_max(flag[:m], r_new))
+            threshold = _chunk_threshold(m_bits, tau)  # the chunk's running threshold
             m8 = (m + 7) >> 3
             for j in range(m, 8 * m8):  # a short last sub-block: clear stale flags
                 flag[j] = False
-            pos, m_bits = _list_flagged(
-                flag64[:m8], a, r_out[a:b], v_out[a:b], cand, cand_r, cand_v, pos, m_bits
-            )
+            pos = _send_listed(flag64[:m8], a, r_new, v_new, threshold, feedback, cand, cand_r, cand_v, pos)
         counts[c] = pos - lo
         max_bits[c] = m_bits
-        threshold = _chunk_threshold(m_bits, tau)
-        sent_at[c] = threshold
-        for t in range(lo, pos):  # send by the chunk's own threshold, r and v in cache
-            ri = cand_r[t]
-            if abs(ri) >= threshold:
-                j = cand[t]
-                r_out[j] = _sent_value(ri, feedback)[0]
-                v_out[j] = F32_ZERO
 
 
 @njit(parallel=True, **_JIT)
-def _vgc_words_listed(r, v, threshold, feedback, E, chunk, sent_at, counts, lists):
-    """With the segment's threshold: the words of the listed candidates at or above it
-    (they replace the chunk's list in lists[0], never ahead of it; counts[c] becomes their
-    number), and r and v put back for those the chunk sent that are below it."""
+def _vgc_words_listed(r, v, threshold, feedback, E, chunk, counts, lists):
+    """With the segment's threshold: the words of the listed (sent) elements at or above
+    it (they replace the chunk's list in lists[0], never ahead of it; counts[c] becomes
+    their number), and r and v put back for those below it."""
     e_top = np.uint32(E)
     cand = lists[0]
     cand_r = lists[1].view(np.float32)
@@ -495,7 +502,7 @@ def _vgc_words_listed(r, v, threshold, feedback, E, chunk, sent_at, counts, list
                 _, b, e_field = _sent_value(ri, feedback)
                 cand[pos] = _vgc_word(j, b, e_field, e_top)
                 pos += 1
-            elif a >= sent_at[c]:  # sent by the chunk, not by the segment: undo
+            else:  # sent by the chunk's running threshold, not by the segment's: undo
                 r[j] = ri
                 v[j] = cand_v[t]
         counts[c] = pos - lo
@@ -1008,7 +1015,6 @@ def vgc_step_scratch(
     g, s, r, v, bad, max_bits = _vgc_arrays(state, g, s)
     r_out, v_out = (r, v) if out is state else _contiguous_state(out)
     counts = np.empty(bad.shape[0], np.int64)
-    sent_at = np.empty(bad.shape[0], np.float32)
     lists = _scratch(3 * state.n, "lists").reshape(3, state.n)  # chunk c's list at c * CHUNK
     alpha, zeta, tau = params.alpha32, params.zeta32, params.tau32
     feedback = params.residual == "feedback"
@@ -1026,7 +1032,6 @@ def vgc_step_scratch(
         CHUNK,
         bad,
         max_bits,
-        sent_at,
         counts,
         lists,
     )
@@ -1034,7 +1039,7 @@ def vgc_step_scratch(
     _raise_first_bad(bad, state, g, s)  # the values it names are still unwritten
     E = _largest_exponent(int(max_bits.max(initial=0)))
     threshold = _send_threshold(E, tau)
-    _launch(_vgc_words_listed, state.n, r_out, v_out, threshold, feedback, E, CHUNK, sent_at, counts, lists)
+    _launch(_vgc_words_listed, state.n, r_out, v_out, threshold, feedback, E, CHUNK, counts, lists)
     return _vgc_packet(state, out, r_out, v_out, E, counts, lists[0])
 
 
