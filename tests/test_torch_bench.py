@@ -65,6 +65,17 @@ def test_quick_run_writes_a_row_per_method(tmp_path):
     assert vgc["stats"]["steps"] == result["warmup"] + result["steps"] * result["repeats"]
     assert set(vgc["hook_parts_ms_median_rank0"]) >= {"hook", "compress", "finish"}
     assert "vgc/numpy" in proc.stdout and "x allreduce" in proc.stdout
+    paired = bench.repeat_ratios(vgc, by["powersgd"])
+    assert f"per repeat {min(paired):.2f}-{max(paired):.2f}" in proc.stdout
+
+
+def test_repeat_ratios_pair_the_repeats():
+    """Repeat k of one method over repeat k of the other; unequal repeat counts refused."""
+    a = {"ms_per_step_repeats": [10.0, 30.0, 12.0]}
+    b = {"ms_per_step_repeats": [5.0, 20.0, 12.0]}
+    assert bench.repeat_ratios(a, b) == [2.0, 1.5, 1.0]
+    with pytest.raises(ValueError):
+        bench.repeat_ratios(a, {"ms_per_step_repeats": [1.0]})
 
 
 @pytest.mark.parametrize(

@@ -352,10 +352,9 @@ def _gather_words(scratch, chunk, counts, offset, words):
 # A caller that throws the state away on error (the DDP hook steps a spare copy) does not
 # need the first pass: validation, the sums and the writes share one pass. Each sub-block
 # of 2048 elements is checked first (its g, s, r and v then sit in L1) and written only
-# if good: r <- r + g and v <- zeta (v + s) everywhere, and its candidates listed with
-# their r and v. A chunk that meets a bad sub-block stops writing and finds the first bad
-# index of each check from there on, over values still unwritten, so the error is the
-# reference's.
+# if good: r <- r + g and v <- zeta (v + s) everywhere, and its candidates flagged. A
+# chunk that meets a bad sub-block stops writing and finds the first bad index of each
+# check from there on, over values still unwritten, so the error is the reference's.
 #
 # Sending needs the segment's E, known only after the pass. Each sub-block sends at once,
 # while it is in L1, every candidate at or above the chunk's running threshold: the

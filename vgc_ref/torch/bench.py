@@ -434,11 +434,20 @@ def print_table(result: dict) -> None:
     for r in vgc:
         if r["size"] in psgd:
             p = psgd[r["size"]]
+            paired = repeat_ratios(r, p)
             print(
                 f"# {r['params']:,} params: {r['method']} / powersgd median = "
                 f"{r['ms_per_step_median'] / p['ms_per_step_median']:.2f}, "
-                f"min = {r['ms_per_step_min'] / p['ms_per_step_min']:.2f}"
+                f"min = {r['ms_per_step_min'] / p['ms_per_step_min']:.2f}, "
+                f"per repeat {min(paired):.2f}-{max(paired):.2f}"
             )
+
+
+def repeat_ratios(row: dict, other: dict) -> list[float]:
+    """row's mean step over other's, repeat by repeat: within a repeat the methods run one
+    after the other, so each ratio compares steps the machine's load moved least between.
+    Their spread is how far one run's ratio can be trusted."""
+    return [a / b for a, b in zip(row["ms_per_step_repeats"], other["ms_per_step_repeats"], strict=True)]
 
 
 def free_port() -> int:
