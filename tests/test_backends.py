@@ -420,8 +420,8 @@ def chunked_cases(draw):
 @settings(max_examples=30, deadline=None)
 @given(case=chunked_cases())
 def test_numba_scratch_step_over_chunks_of_their_own_scale(case):
-    """numba-cpu's one-pass step over several chunks whose own thresholds differ from the
-    segment's (the parallel path and the serial one): vgc_step's results or error."""
+    """numba-cpu's one-pass step over several chunks whose running thresholds differ from
+    the segment's (the parallel path and the serial one): vgc_step's results or error."""
     numba_cpu = pytest.importorskip("vgc_ref.backends.numba_cpu")
     backend = registry.get_backend("numba-cpu")
     _scratch_matches_vgc_step(backend, *case)

@@ -410,7 +410,9 @@ def _vgc_one_sub_into(g, s, r, v, r_out, v_out, alpha, zeta, tau, flag):
 
 @njit(**_JIT)
 def _candidates_max(flag, r):
-    """The largest bits of |r[i]| over the flagged i (0 for none; vectorized)."""
+    """The largest bits of |r[i]| over the flagged i (0 for none; vectorized). The flag
+    masks the bits (and with 0 or ~0) where _vgc_scan_chunk selects: the select made the
+    whole scratch step about 3 % slower here."""
     m = U32_ZERO
     for i in range(r.shape[0]):
         m = _umax32(m, np.uint32(_bits(abs(r[i])) & (U32_ZERO - np.uint32(flag[i]))))
